@@ -1,0 +1,3 @@
+from cph_exporter.cli import main
+
+raise SystemExit(main())
