@@ -1,0 +1,108 @@
+"""Wires one Config into a running exporter: credentials -> client -> refresher -> HTTP."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry
+
+from cph_exporter import __version__
+from cph_exporter.client import CphClient
+from cph_exporter.config import Config
+from cph_exporter.credentials import Credentials
+from cph_exporter.exporter_collector import ExporterCollector
+from cph_exporter.exposition import Exposition
+from cph_exporter.fleet_collector import FleetCollector
+from cph_exporter.refresher import Refresher
+from cph_exporter.self_metrics import ApiMetrics
+from cph_exporter.signing import AkSkAuth
+from cph_exporter.web import ExporterHandlerContext, ExporterHTTPServer, make_server
+
+log = logging.getLogger(__name__)
+
+
+class Exporter:
+    """A running exporter. `start()` serves in a background thread; `close()` stops it all."""
+
+    def __init__(
+        self,
+        config: Config,
+        credentials: Callable[[], Credentials],
+        on_auth_failure: Callable[[], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.api_metrics = ApiMetrics(self.registry)
+        self.client = CphClient(
+            config.endpoint,
+            config.project_id,
+            AkSkAuth(credentials, project_id=config.project_id),
+            metrics=self.api_metrics,
+            read_timeout=config.request_timeout,
+            max_pages=config.max_pages,
+            pool_size=config.concurrency,
+            on_auth_failure=on_auth_failure,
+        )
+        self.refresher = Refresher(
+            self.client,
+            ttl=config.cache_ttl,
+            max_stale=config.cache_max_stale,
+            detail_max_age=config.detail_max_age,
+            refresh_timeout=config.refresh_timeout,
+            concurrency=config.concurrency,
+            metrics=self.api_metrics,
+            server_ids=config.server_ids,
+        )
+        self.registry.register(
+            ExporterCollector(self.refresher.current, config.cache_ttl, __version__)
+        )
+        region, project_id = config.region, config.project_id
+        self.exposition = Exposition(
+            lambda snapshot: FleetCollector(lambda: snapshot, region, project_id), self.registry
+        )
+        self.http: ExporterHTTPServer = make_server(
+            config.listen_address,
+            ExporterHandlerContext(
+                self.refresher,
+                self.exposition,
+                config.telemetry_path,
+                config.scrape_timeout,
+                config.max_requests,
+            ),
+        )
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.http.server_address[:2]
+        host = str(host)
+        if host in ("", "0.0.0.0", "::"):
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{port}"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self.http.serve_forever, name="cph-http", daemon=True
+        )
+        self._thread.start()
+        log.info(
+            "listening on %s, metrics at %s%s",
+            self.config.listen_address,
+            self.url,
+            self.config.telemetry_path,
+        )
+
+    def serve_forever(self) -> None:
+        log.info("listening on %s", self.config.listen_address)
+        self.http.serve_forever()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self.http.shutdown()
+        self.http.server_close()
+        self.refresher.close()
+        self.client.close()

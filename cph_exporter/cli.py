@@ -1,0 +1,255 @@
+"""Command line: flags in Prometheus's dotted style, then run until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from types import FrameType
+
+from cph_exporter import __version__, logsetup
+from cph_exporter.config import (
+    DEFAULT_LISTEN_ADDRESS,
+    Config,
+    ConfigError,
+    parse_duration,
+    project_id_from_env,
+    validate,
+)
+from cph_exporter.credentials import Credentials
+
+log = logging.getLogger("cph_exporter")
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cph-exporter",
+        description="Prometheus exporter for Huawei Cloud Cloud Phone Host (CPH) servers.",
+    )
+    add = p.add_argument
+    add("--version", action="version", version=f"cph-exporter {__version__}")
+    add(
+        "--web.listen-address",
+        dest="listen_address",
+        default=DEFAULT_LISTEN_ADDRESS,
+        help="address to serve on (default %(default)s)",
+    )
+    add(
+        "--web.telemetry-path",
+        dest="telemetry_path",
+        default="/metrics",
+        help="path of the metrics (default %(default)s)",
+    )
+    add(
+        "--web.config.file",
+        dest="web_config_file",
+        default=None,
+        help="exporter-toolkit web config: TLS and basic auth",
+    )
+    add(
+        "--web.scrape-timeout",
+        dest="scrape_timeout",
+        type=_duration,
+        default=10.0,
+        help="scrape deadline when Prometheus sends no X-Prometheus-Scrape-Timeout-Seconds "
+        "(default 10s)",
+    )
+    add(
+        "--web.max-requests",
+        dest="max_requests",
+        type=int,
+        default=40,
+        help="concurrent scrapes served before answering 503 (default %(default)s)",
+    )
+    add(
+        "--cph.region",
+        dest="region",
+        default=os.environ.get("HUAWEICLOUD_SDK_REGION", ""),
+        help="region of the CPH project, e.g. cn-north-4 (env HUAWEICLOUD_SDK_REGION)",
+    )
+    add(
+        "--cph.project-id",
+        dest="project_id",
+        default=None,
+        help="project ID (env HUAWEICLOUD_SDK_PROJECT_ID)",
+    )
+    add(
+        "--cph.endpoint",
+        dest="endpoint",
+        default="",
+        help="CPH API endpoint (default https://cph.{region}.myhuaweicloud.com)",
+    )
+    add(
+        "--cph.server-id",
+        dest="server_ids",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="watch only this server, without listing (repeatable; least privilege)",
+    )
+    add(
+        "--cph.concurrency",
+        dest="concurrency",
+        type=int,
+        default=16,
+        help="detail calls in flight at once (default %(default)s)",
+    )
+    add(
+        "--cph.request-timeout",
+        dest="request_timeout",
+        type=_duration,
+        default=10.0,
+        help="timeout of one API request (default 10s)",
+    )
+    add(
+        "--cph.refresh-timeout",
+        dest="refresh_timeout",
+        type=_duration,
+        default=60.0,
+        help="longest a whole refresh may take, retries included (default 60s)",
+    )
+    add(
+        "--cph.max-pages",
+        dest="max_pages",
+        type=int,
+        default=1000,
+        help="hard cap on list pages of 100 servers (default %(default)s)",
+    )
+    add(
+        "--cache.ttl",
+        dest="cache_ttl",
+        type=_duration,
+        default=60.0,
+        help="how long fetched data is served before a refresh: 30s, 2m or seconds (default 60s)",
+    )
+    add(
+        "--cache.max-stale",
+        dest="cache_max_stale",
+        type=_duration,
+        default=600.0,
+        help="oldest data served while refreshes fail; older per-server data is dropped "
+        "(default 10m)",
+    )
+    add(
+        "--cache.detail-max-age",
+        dest="detail_max_age",
+        type=_duration,
+        default=600.0,
+        help="details of an unchanged server are fetched again after this (default 10m)",
+    )
+    add("--log.level", dest="log_level", choices=logsetup.LEVELS, default="info")
+    add("--log.format", dest="log_format", choices=("logfmt", "json"), default="logfmt")
+    add(
+        "--simulate",
+        action="store_true",
+        help="run against the embedded CPH simulator: no account or credentials needed",
+    )
+    add(
+        "--simulate.servers",
+        dest="simulate_servers",
+        type=int,
+        default=50,
+        help="generated servers in the simulated fleet (default %(default)s)",
+    )
+    add(
+        "--simulate.latency",
+        dest="simulate_latency",
+        type=_duration,
+        default=0.0,
+        help="latency the simulator adds to every API call (default 0s)",
+    )
+    add(
+        "--simulate.seed",
+        dest="simulate_seed",
+        type=int,
+        default=0,
+        help="seed of the simulated fleet (default %(default)s)",
+    )
+    return p
+
+
+def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
+    fields = vars(args).copy()
+    fields["server_ids"] = tuple(fields["server_ids"])
+    if fields["project_id"] is None:
+        fields["project_id"] = project_id_from_env(environ)
+    return validate(Config(**fields))
+
+
+def credentials_from_env(environ: Mapping[str, str]) -> Credentials:
+    access_key = environ.get("HUAWEICLOUD_SDK_AK", "").strip()
+    secret_key = environ.get("HUAWEICLOUD_SDK_SK", "").strip()
+    if not access_key or not secret_key:
+        raise ConfigError(
+            "credentials: set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK, or run with --simulate"
+        )
+    token = environ.get("HUAWEICLOUD_SDK_SECURITY_TOKEN", "").strip() or None
+    return Credentials(access_key, secret_key, token)
+
+
+def _fail(message: str) -> int:
+    print(f"cph-exporter: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    environ = os.environ if environ is None else environ
+    args = build_parser().parse_args(argv)
+    # Imported late: the simulator is only needed with --simulate.
+    from cph_exporter.app import Exporter
+    from cph_exporter.simulated import SimulatedProject
+
+    simulated: SimulatedProject | None = None
+    try:
+        config = config_from_args(args, environ)
+        if config.simulate:
+            simulated = SimulatedProject.start(config)
+            config, credentials = simulated.config, simulated.credentials
+        else:
+            credentials = credentials_from_env(environ)
+        logsetup.configure(config.log_level, config.log_format, credentials.secrets)
+        exporter = Exporter(config, lambda: credentials)
+    except ConfigError as exc:
+        if simulated is not None:
+            simulated.stop()
+        return _fail(str(exc))
+    except OSError as exc:  # the listen address is taken or not ours
+        if simulated is not None:
+            simulated.stop()
+        return _fail(
+            f"--web.listen-address: cannot listen on {args.listen_address}: {exc.strerror or exc}"
+        )
+    if simulated is not None:
+        log.info(
+            "simulating a CPH project of %d servers at %s", len(simulated.servers), simulated.url
+        )
+    _stop_on(signal.SIGTERM, exporter.http.shutdown)
+    try:
+        exporter.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        exporter.close()
+        if simulated is not None:
+            simulated.stop()
+    return 0
+
+
+def _stop_on(signum: int, stop: Callable[[], None]) -> None:
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        # shutdown() blocks until serve_forever returns: run it off the serving thread.
+        import threading
+
+        threading.Thread(target=stop, daemon=True).start()
+
+    signal.signal(signum, handler)

@@ -1,0 +1,223 @@
+"""The CPH API client: one pooled session, signed requests, pagination and bounded retries."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from cph_exporter.errors import ApiError, error_fields
+from cph_exporter.self_metrics import ApiMetrics
+
+log = logging.getLogger(__name__)
+
+LIST_SERVERS = "ListCloudPhoneServers"
+GET_SERVER = "GetCloudPhoneServerDetail"
+PAGE_SIZE = 100  # the API's largest page
+CONNECT_TIMEOUT = 3.05
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4  # in all, the first one included
+    backoff_base: float = 0.5
+    backoff_cap: float = 8.0
+    # Huawei advises waiting 2-5 s after APIGW.0308 when no Retry-After is given.
+    throttle_backoff: float = 2.0
+    max_retry_after: float = 30.0
+
+    def delay(self, retry: int, error: ApiError, rng: random.Random) -> float:
+        if error.retry_after is not None:
+            return min(error.retry_after, self.max_retry_after)
+        if error.is_throttled:
+            return self.throttle_backoff * rng.uniform(1.0, 2.5)
+        # Full jitter keeps many exporters from retrying in lock-step.
+        return rng.uniform(0, min(self.backoff_cap, self.backoff_base * 2**retry))
+
+
+@dataclass
+class ServerList:
+    entries: list[Mapping[str, Any]] = field(default_factory=list)
+    truncated: bool = False  # the page cap stopped the listing
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - now
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, seconds)
+
+
+class CphClient:
+    def __init__(
+        self,
+        endpoint: str,
+        project_id: str,
+        auth: requests.auth.AuthBase,
+        *,
+        metrics: ApiMetrics | None = None,
+        read_timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
+        max_pages: int = 1000,
+        pool_size: int = 16,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        on_auth_failure: Callable[[], None] | None = None,
+        verify: bool | str = True,
+    ) -> None:
+        self._base = f"{endpoint.rstrip('/')}/v1/{quote(project_id, safe='')}/cloud-phone"
+        self._metrics = metrics
+        self._read_timeout = read_timeout
+        self._retry = retry or RetryPolicy()
+        self._max_pages = max_pages
+        self._sleep = sleep
+        self._on_auth_failure = on_auth_failure
+        self._rng = random.Random()
+        self._rng_lock = threading.Lock()
+        self.session = session or requests.Session()
+        self.session.auth = auth
+        self.session.verify = verify
+        self.session.headers["User-Agent"] = "cph-exporter"
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def list_servers(self, deadline: float | None = None) -> ServerList:
+        """All servers, de-duplicated by server_id: pages drift while servers come and go."""
+        result = ServerList()
+        seen: set[str] = set()
+        offset = 0
+        for _ in range(self._max_pages):
+            answer = self._get(
+                LIST_SERVERS, "/servers", {"offset": offset, "limit": PAGE_SIZE}, deadline
+            )
+            page = answer.get("servers")
+            if page is None:
+                page = []
+            if not isinstance(page, list):
+                raise ApiError(LIST_SERVERS, "answer has no list of servers", status=200)
+            for entry in page:
+                if not isinstance(entry, Mapping):
+                    continue
+                server_id = entry.get("server_id")
+                key = server_id if isinstance(server_id, str) else None
+                if key is not None and key in seen:
+                    continue
+                if key is not None:
+                    seen.add(key)
+                result.entries.append(entry)
+            if len(page) < PAGE_SIZE:
+                return result
+            offset += PAGE_SIZE
+        log.warning(
+            "listing stopped at the page cap of %d pages; servers may be missing", self._max_pages
+        )
+        result.truncated = True
+        return result
+
+    def get_server(self, server_id: str, deadline: float | None = None) -> Mapping[str, Any]:
+        return self._get(GET_SERVER, "/servers/" + quote(server_id, safe=""), None, deadline)
+
+    def _get(
+        self,
+        operation: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        deadline: float | None,
+    ) -> Mapping[str, Any]:
+        retry = 0
+        while True:
+            try:
+                return self._get_once(operation, path, params, deadline)
+            except ApiError as error:
+                if error.is_auth_failure and self._on_auth_failure is not None:
+                    self._on_auth_failure()
+                if not error.is_retryable or retry + 1 >= self._retry.attempts:
+                    raise
+                with self._rng_lock:
+                    wait = self._retry.delay(retry, error, self._rng)
+                # A retry that cannot finish before the deadline is not worth starting.
+                if deadline is not None and time.monotonic() + wait >= deadline:
+                    raise
+                log.debug("retrying %s in %.2fs after: %s", operation, wait, error)
+                self._sleep(wait)
+                retry += 1
+
+    def _get_once(
+        self,
+        operation: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        deadline: float | None,
+    ) -> Mapping[str, Any]:
+        read_timeout = self._read_timeout
+        if deadline is not None:
+            read_timeout = min(read_timeout, deadline - time.monotonic())
+            if read_timeout <= 0:
+                raise ApiError(operation, "no time left before the scrape deadline")
+        started = time.monotonic()
+        try:
+            response = self.session.get(
+                self._base + path,
+                params=params,
+                timeout=(min(CONNECT_TIMEOUT, read_timeout), read_timeout),
+            )
+        except requests.RequestException as exc:
+            self._observe(operation, "error", started)
+            raise ApiError(operation, f"request failed: {type(exc).__name__}") from None
+        body = response.content
+        self._observe(operation, str(response.status_code), started)
+        code, msg, request_id = error_fields(body)
+        request_id = request_id or response.headers.get("X-Request-Id", "")
+        if response.status_code != 200:
+            raise ApiError(
+                operation,
+                f"HTTP {response.status_code}",
+                status=response.status_code,
+                error_code=code,
+                error_msg=msg,
+                request_id=request_id,
+                retry_after=parse_retry_after(response.headers.get("Retry-After"), time.time()),
+            )
+        try:
+            answer = response.json()
+        except ValueError:
+            raise ApiError(operation, "HTTP 200 with a body that is not JSON", status=200) from None
+        if not isinstance(answer, dict):
+            raise ApiError(operation, "HTTP 200 with JSON that is not an object", status=200)
+        if code:  # an error body behind a 200
+            raise ApiError(
+                operation,
+                "HTTP 200 with an error body",
+                status=200,
+                error_code=code,
+                error_msg=msg,
+                request_id=request_id,
+            )
+        return answer
+
+    def _observe(self, operation: str, code: str, started: float) -> None:
+        if self._metrics is not None:
+            self._metrics.observe(operation, code, time.monotonic() - started)

@@ -1,0 +1,129 @@
+"""Flags and environment, turned into one validated Config; every problem is one clear line."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from cph_exporter.web import parse_listen_address
+
+DEFAULT_PORT = 9852
+DEFAULT_LISTEN_ADDRESS = f":{DEFAULT_PORT}"
+ENDPOINT_TEMPLATE = "https://cph.{region}.myhuaweicloud.com"
+
+
+class ConfigError(Exception):
+    """A setting that cannot work; the message names the setting and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Config:
+    listen_address: str = DEFAULT_LISTEN_ADDRESS
+    telemetry_path: str = "/metrics"
+    web_config_file: str | None = None
+    scrape_timeout: float = 10.0
+    max_requests: int = 40
+    region: str = ""
+    project_id: str = ""
+    endpoint: str = ""
+    server_ids: tuple[str, ...] = ()
+    concurrency: int = 16
+    request_timeout: float = 10.0
+    refresh_timeout: float = 60.0
+    max_pages: int = 1000
+    cache_ttl: float = 60.0
+    cache_max_stale: float = 600.0
+    detail_max_age: float = 600.0
+    log_level: str = "info"
+    log_format: str = "logfmt"
+    simulate: bool = False
+    simulate_servers: int = 50
+    simulate_latency: float = 0.0
+    simulate_seed: int = 0
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)(ms|h|m|s))")
+_REGION = re.compile(r"^[a-z]{2,}(?:-[a-z0-9]+)+$")
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from "30s", "2m", "1h30m", "500ms" or a plain number of seconds."""
+    text = text.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        if seconds != seconds or seconds in (float("inf"), float("-inf")):
+            raise ValueError(f"invalid duration {text!r}")
+        return seconds
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"invalid duration {text!r} (use e.g. 30s, 2m, 1h30m or seconds)")
+    return sum(float(number) * units[unit] for number, unit in parts)
+
+
+def validate(config: Config) -> Config:
+    """Check every setting; return the config with derived defaults filled in."""
+
+    def fail(setting: str, problem: str) -> ConfigError:
+        return ConfigError(f"{setting}: {problem}")
+
+    try:
+        parse_listen_address(config.listen_address)
+    except ValueError as exc:
+        raise fail("--web.listen-address", str(exc)) from None
+    path = config.telemetry_path
+    if not path.startswith("/") or path == "/" or path.startswith("/-/"):
+        raise fail("--web.telemetry-path", f"must be a path like /metrics, not {path!r}")
+    for setting, value in (
+        ("--cache.ttl", config.cache_ttl),
+        ("--web.scrape-timeout", config.scrape_timeout),
+        ("--cph.request-timeout", config.request_timeout),
+        ("--cph.refresh-timeout", config.refresh_timeout),
+        ("--cache.detail-max-age", config.detail_max_age),
+    ):
+        if value <= 0:
+            raise fail(setting, "must be greater than zero")
+    if config.cache_max_stale < config.cache_ttl:
+        raise fail("--cache.max-stale", "must be at least --cache.ttl")
+    for setting, number in (
+        ("--cph.concurrency", config.concurrency),
+        ("--web.max-requests", config.max_requests),
+        ("--cph.max-pages", config.max_pages),
+    ):
+        if number < 1:
+            raise fail(setting, "must be at least 1")
+    if config.simulate and config.simulate_servers < 0:
+        raise fail("--simulate.servers", "must not be negative")
+    for server_id in config.server_ids:
+        if not _IDENTIFIER.match(server_id):
+            raise fail("--cph.server-id", f"not a server ID: {server_id!r}")
+    if config.simulate:
+        return config
+    if not config.region:
+        raise fail("--cph.region", "required (for example cn-north-4), or run with --simulate")
+    if not _REGION.match(config.region):
+        raise fail("--cph.region", f"not a region name: {config.region!r}")
+    if not config.project_id:
+        raise fail(
+            "--cph.project-id",
+            "required (or set HUAWEICLOUD_SDK_PROJECT_ID), or run with --simulate",
+        )
+    if not _IDENTIFIER.match(config.project_id):
+        raise fail("--cph.project-id", f"not a project ID: {config.project_id!r}")
+    endpoint = config.endpoint or ENDPOINT_TEMPLATE.format(region=config.region)
+    url = urlsplit(endpoint)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise fail("--cph.endpoint", f"not an http(s) URL: {endpoint!r}")
+    if url.username or url.password or url.query:
+        raise fail("--cph.endpoint", "must not carry credentials or a query")
+    return Config(**{**config.__dict__, "endpoint": endpoint.rstrip("/")})
+
+
+def project_id_from_env(environ: Mapping[str, str]) -> str:
+    return environ.get("HUAWEICLOUD_SDK_PROJECT_ID", "").strip()

@@ -1,0 +1,148 @@
+"""The per-server metrics: one snapshot in, fresh metric families out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from cph_exporter.models import STATE_NAMES, server_state
+from cph_exporter.snapshot import ServerRecord, Snapshot
+
+IDENTITY = ("server_id", "server_name", "availability_zone", "network_version")
+INFO_LABELS = (
+    "server_model_name",
+    "phone_model_name",
+    "keypair_name",
+    "vpc_id",
+    "subnet_id",
+    "vpc_cidr",
+    "subnet_cidr",
+    "resource_project_id",
+    "enterprise_project_id",
+)
+_CACHED = " Cached: refreshed from the CPH API at most once per cache TTL."
+MBIT_PER_SECOND = 125_000  # bytes per second in one Mbit/s
+GIB = 2**30
+CHARGE_MODES = {0: "bandwidth", 1: "traffic"}
+SHARE_TYPES = {0: "dedicated", 1: "shared"}
+
+
+def _gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc + _CACHED, labels=IDENTITY + labels)
+
+
+class FleetCollector(Collector):
+    """cph_up and every cph_server_* family, built anew from the snapshot on each collect."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot], region: str, project_id: str) -> None:
+        self._snapshot = snapshot
+        self._region = region
+        self._project_id = project_id
+
+    def describe(self) -> list[Metric]:
+        return []  # registering must not call the API
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self._snapshot()
+        up = GaugeMetricFamily(
+            "cph_up",
+            "1 when the latest refresh reached the CPH API and listed (or fetched) the servers.",
+            labels=("region", "project_id"),
+        )
+        up.add_metric((self._region, self._project_id), 1.0 if snapshot.up else 0.0)
+        yield up
+
+        status = _gauge("cph_server_status", "Raw status code of the cloud phone server.")
+        state = _gauge(
+            "cph_server_state",
+            "1 for the server's current state, 0 for each other state.",
+            ("state",),
+        )
+        info = _gauge(
+            "cph_server_info",
+            "Static facts about the cloud phone server, value 1.",
+            (*INFO_LABELS, "region", "project_id"),
+        )
+        bandwidth = _gauge(
+            "cph_server_bandwidth_size_bytes_per_second",
+            "Size of a bandwidth of the server (API: band_width_size Mbit/s).",
+            ("bandwidth_id", "bandwidth_name", "charge_mode", "share_type"),
+        )
+        volume = _gauge(
+            "cph_server_volume_size_bytes",
+            "Size of a volume of the server (API: volume_size GB, meaning GiB).",
+            ("volume_id", "volume_name", "volume_type"),
+        )
+        addresses = _gauge("cph_server_addresses", "Number of addresses of the server.")
+        created = _gauge(
+            "cph_server_created_timestamp_seconds", "When the server was created, Unix time."
+        )
+        updated = _gauge(
+            "cph_server_updated_timestamp_seconds", "When the server was last updated, Unix time."
+        )
+        for record in snapshot.servers:
+            self._add_server(record, status, state, info, addresses, created, updated)
+            self._add_details(record, bandwidth, volume)
+        yield from (status, state, info, bandwidth, volume, addresses, created, updated)
+
+    def _add_server(
+        self,
+        record: ServerRecord,
+        status: GaugeMetricFamily,
+        state: GaugeMetricFamily,
+        info: GaugeMetricFamily,
+        addresses: GaugeMetricFamily,
+        created: GaugeMetricFamily,
+        updated: GaugeMetricFamily,
+    ) -> None:
+        server = record.server
+        identity = [getattr(server, name) for name in IDENTITY]
+        if server.status is not None:
+            status.add_metric(identity, server.status)
+        current = server_state(server.status)
+        for name in STATE_NAMES:
+            state.add_metric([*identity, name], 1.0 if name == current else 0.0)
+        facts = [getattr(server, name) for name in INFO_LABELS]
+        info.add_metric([*identity, *facts, self._region, self._project_id], 1.0)
+        addresses.add_metric(identity, server.address_count)
+        if server.created_at is not None:
+            created.add_metric(identity, server.created_at)
+        if server.updated_at is not None:
+            updated.add_metric(identity, server.updated_at)
+
+    @staticmethod
+    def _add_details(
+        record: ServerRecord, bandwidth: GaugeMetricFamily, volume: GaugeMetricFamily
+    ) -> None:
+        if record.details is None:
+            return
+        identity = [getattr(record.server, name) for name in IDENTITY]
+        seen: set[str] = set()  # a repeated id would make a duplicate series
+        for bw in record.details.bandwidths:
+            if bw.size_mbit_per_second is None or bw.bandwidth_id in seen:
+                continue
+            seen.add(bw.bandwidth_id)
+            bandwidth.add_metric(
+                [
+                    *identity,
+                    bw.bandwidth_id,
+                    bw.name,
+                    CHARGE_MODES.get(bw.charge_mode, "unknown")
+                    if bw.charge_mode is not None
+                    else "unknown",
+                    SHARE_TYPES.get(bw.share_type, "unknown")
+                    if bw.share_type is not None
+                    else "unknown",
+                ],
+                bw.size_mbit_per_second * MBIT_PER_SECOND,
+            )
+        seen.clear()
+        for vol in record.details.volumes:
+            if vol.size_gb is None or vol.volume_id in seen:
+                continue
+            seen.add(vol.volume_id)
+            volume.add_metric(
+                [*identity, vol.volume_id, vol.name, vol.volume_type], vol.size_gb * GIB
+            )

@@ -1,0 +1,221 @@
+"""Typed views of CPH API answers, tolerant of what real answers do.
+
+Real answers omit arrays or send them as null, repeat keys, mix two time formats, carry
+undocumented status codes and sometimes put strings where numbers belong. Parsing never
+raises for such answers; only a server without a server_id is refused (it has no identity).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+
+class ParseError(ValueError):
+    """An answer that cannot describe a server at all."""
+
+
+@dataclass(frozen=True, slots=True)
+class Bandwidth:
+    bandwidth_id: str
+    name: str
+    size_mbit_per_second: float | None
+    charge_mode: int | None  # 0 by bandwidth, 1 by traffic
+    share_type: int | None  # 0 dedicated, 1 shared
+
+
+@dataclass(frozen=True, slots=True)
+class Volume:
+    volume_id: str
+    name: str
+    size_gb: float | None  # GB as the API says, meaning GiB (2^30 bytes)
+    volume_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """What both the list call and the detail call say about a server."""
+
+    server_id: str
+    server_name: str
+    availability_zone: str
+    network_version: str
+    status: int | None
+    server_model_name: str
+    phone_model_name: str
+    keypair_name: str
+    vpc_id: str
+    subnet_id: str
+    vpc_cidr: str
+    subnet_cidr: str
+    resource_project_id: str
+    enterprise_project_id: str
+    address_count: int
+    created_at: float | None  # Unix seconds
+    updated_at: float | None
+    update_time: str  # as sent, to notice changes without parsing
+
+
+@dataclass(frozen=True, slots=True)
+class ServerDetails:
+    """What only the detail call says."""
+
+    bandwidths: tuple[Bandwidth, ...]
+    volumes: tuple[Volume, ...]
+
+
+def clean_text(value: object) -> str:
+    """A label-safe string: absent is "", lone surrogates (from \\ud800 escapes) become U+FFFD."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value) if not isinstance(value, float) or math.isfinite(value) else ""
+    if not isinstance(value, str):
+        return ""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return value
+
+
+def parse_number(value: object) -> float | None:
+    """A finite number from a number or a numeric string; anything else is unknown."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def parse_int(value: object) -> int | None:
+    number = parse_number(value)
+    if number is None or not number.is_integer():
+        return None
+    return int(number)
+
+
+_TIME_FORMATS = ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(value: object) -> float | None:
+    """Unix seconds from either documented format; both are UTC."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    for fmt in _TIME_FORMATS:
+        try:
+            parsed = datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        return parsed.replace(tzinfo=timezone.utc).timestamp()
+    return None
+
+
+def _items(value: object) -> list[Mapping[str, Any]]:
+    # Absent, null or a non-list all mean "none"; non-object entries are skipped.
+    if not isinstance(value, list):
+        return []
+    return [item for item in value if isinstance(item, Mapping)]
+
+
+def parse_server(answer: object) -> Server:
+    if not isinstance(answer, Mapping):
+        raise ParseError("server entry is not a JSON object")
+    server_id = clean_text(answer.get("server_id")).strip()
+    if not server_id:
+        raise ParseError("server entry has no server_id")
+    text = {key: clean_text(answer.get(key)) for key in _TEXT_FIELDS}
+    return Server(
+        server_id=server_id,
+        status=parse_int(answer.get("status")),
+        address_count=len(_items(answer.get("addresses"))),
+        created_at=parse_time(answer.get("create_time")),
+        updated_at=parse_time(answer.get("update_time")),
+        update_time=clean_text(answer.get("update_time")),
+        **text,
+    )
+
+
+_TEXT_FIELDS = (
+    "server_name",
+    "availability_zone",
+    "network_version",
+    "server_model_name",
+    "phone_model_name",
+    "keypair_name",
+    "vpc_id",
+    "subnet_id",
+    "vpc_cidr",
+    "subnet_cidr",
+    "resource_project_id",
+    "enterprise_project_id",
+)
+
+
+def parse_details(answer: object) -> ServerDetails:
+    if not isinstance(answer, Mapping):
+        raise ParseError("server details are not a JSON object")
+    bandwidths = tuple(
+        Bandwidth(
+            bandwidth_id=clean_text(item.get("band_width_id")),
+            name=clean_text(item.get("band_width_name")),
+            size_mbit_per_second=parse_number(item.get("band_width_size")),
+            charge_mode=parse_int(item.get("band_width_charge_mode")),
+            share_type=parse_int(item.get("band_width_share_type")),
+        )
+        for item in _items(answer.get("band_widths"))
+    )
+    volumes = tuple(
+        Volume(
+            volume_id=clean_text(item.get("volume_id")),
+            name=clean_text(item.get("volume_name")),
+            size_gb=parse_number(item.get("volume_size")),
+            volume_type=clean_text(item.get("volume_type")),
+        )
+        for item in _items(answer.get("volumes"))
+    )
+    return ServerDetails(bandwidths=bandwidths, volumes=volumes)
+
+
+# Documented server status codes; anything else is "unknown" and the server is still shown.
+SERVER_STATES: Mapping[int, str] = {
+    0: "creating",
+    1: "creating",
+    3: "creating",
+    4: "creating",
+    2: "abnormal",
+    5: "normal",
+    8: "frozen",
+    10: "stopped",
+    11: "stopping",
+    12: "stop_failed",
+    13: "starting",
+}
+STATE_NAMES: tuple[str, ...] = (
+    "creating",
+    "abnormal",
+    "normal",
+    "frozen",
+    "stopped",
+    "stopping",
+    "stop_failed",
+    "starting",
+    "unknown",
+)
+
+
+def server_state(status: int | None) -> str:
+    return SERVER_STATES.get(status, "unknown") if status is not None else "unknown"

@@ -1,0 +1,228 @@
+"""Turns API calls into snapshots: TTL-cached, single-flight, stale-while-revalidate.
+
+Data flows one way: client -> refresher -> snapshot -> collector. A scrape asks for the
+snapshot; within the TTL it gets the cached one without any API call. When the cache is cold
+or expired, one refresh runs in the background and every concurrent scrape waits on that same
+refresh (single flight) for as long as its own deadline allows, then falls back to the last
+snapshot. Details are fetched again only for servers that are new or whose update_time
+changed, or whose cached details have outlived `detail_max_age`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from cachetools import TTLCache
+
+from cph_exporter.client import CphClient
+from cph_exporter.errors import ApiError
+from cph_exporter.models import ParseError, Server, ServerDetails, parse_details, parse_server
+from cph_exporter.self_metrics import ApiMetrics
+from cph_exporter.snapshot import EMPTY, ServerRecord, Snapshot
+
+log = logging.getLogger(__name__)
+
+_KEY = "snapshot"
+# Bounds memory even if server ids churn faster than the pruning below sees them go.
+_MAX_CACHED_DETAILS = 200_000
+
+
+class Refresher:
+    def __init__(
+        self,
+        client: CphClient,
+        *,
+        ttl: float,
+        max_stale: float,
+        detail_max_age: float,
+        refresh_timeout: float,
+        concurrency: int,
+        metrics: ApiMetrics,
+        server_ids: tuple[str, ...] = (),
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._server_ids = server_ids
+        self._max_stale = max_stale
+        self._refresh_timeout = refresh_timeout
+        self._metrics = metrics
+        self._clock = clock
+        self._monotonic = monotonic
+        self.ttl = ttl
+        self._fresh: TTLCache[str, Snapshot] = TTLCache(maxsize=1, ttl=ttl, timer=monotonic)
+        self._details: TTLCache[str, tuple[str, ServerDetails]] = TTLCache(
+            maxsize=_MAX_CACHED_DETAILS, ttl=detail_max_age, timer=monotonic
+        )
+        self._current = EMPTY
+        self._generation = 0
+        self._lock = threading.Lock()
+        self._inflight: concurrent.futures.Future[Snapshot] | None = None
+        self._runner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cph-refresh")
+        self._fetchers = concurrent.futures.ThreadPoolExecutor(
+            concurrency, thread_name_prefix="cph-detail"
+        )
+
+    @property
+    def ready(self) -> bool:
+        return self._current.completed_at is not None
+
+    def current(self) -> Snapshot:
+        """The latest snapshot, without waiting and without starting a refresh."""
+        return self._within_staleness(self._current)
+
+    def snapshot(self, timeout: float | None = None) -> Snapshot:
+        """The freshest snapshot obtainable within `timeout` seconds."""
+        with self._lock:
+            fresh = self._fresh.get(_KEY)
+            if fresh is not None:
+                return self._within_staleness(fresh)
+            if self._inflight is None:
+                self._inflight = self._runner.submit(self._refresh)
+            inflight = self._inflight
+        try:
+            return self._within_staleness(inflight.result(timeout))
+        except concurrent.futures.TimeoutError:
+            # The refresh goes on in the background; its result lands in the cache.
+            return self._within_staleness(self._current)
+
+    def close(self) -> None:
+        self._runner.shutdown(wait=False, cancel_futures=True)
+        self._fetchers.shutdown(wait=False, cancel_futures=True)
+
+    def _within_staleness(self, snapshot: Snapshot) -> Snapshot:
+        """Past the maximum staleness, old per-server data is dropped rather than shown as true."""
+        if not snapshot.servers or snapshot.data_at is None:
+            return snapshot
+        if self._clock() - snapshot.data_at <= self._max_stale:
+            return snapshot
+        return dataclasses.replace(snapshot, servers=(), up=False)
+
+    def _refresh(self) -> Snapshot:
+        started = self._monotonic()
+        deadline = started + self._refresh_timeout
+        previous = self._current
+        try:
+            if self._server_ids:
+                records, error = self._fetch_static(deadline)
+            else:
+                records, error = self._fetch_listed(deadline)
+        except Exception as exc:  # a bug must not stop refreshing for good
+            log.exception("refresh failed unexpectedly")
+            records, error = None, f"internal error: {type(exc).__name__}"
+        now = self._clock()
+        self._generation += 1
+        if records is None:
+            log.warning("refresh failed, serving the last data: %s", error)
+            snapshot = dataclasses.replace(
+                previous,
+                up=False,
+                completed_at=now,
+                refresh_duration=self._monotonic() - started,
+                error=error,
+                generation=self._generation,
+            )
+        else:
+            snapshot = Snapshot(
+                servers=records,
+                up=True,
+                completed_at=now,
+                refresh_duration=self._monotonic() - started,
+                last_success_at=now,
+                data_at=now,
+                error=error,
+                generation=self._generation,
+            )
+        with self._lock:
+            self._current = snapshot
+            self._fresh[_KEY] = snapshot
+            self._inflight = None
+        return snapshot
+
+    def _fetch_listed(self, deadline: float) -> tuple[tuple[ServerRecord, ...] | None, str]:
+        try:
+            listing = self._client.list_servers(deadline)
+        except ApiError as exc:
+            return None, str(exc)
+        servers: dict[str, Server] = {}
+        for entry in listing.entries:
+            try:
+                server = parse_server(entry)
+            except ParseError as exc:
+                log.warning("skipping a listed server: %s", exc)
+                continue
+            servers[server.server_id] = server
+        for gone in set(self._details.keys()) - servers.keys():
+            self._details.pop(gone, None)
+        stale = [s for s in servers.values() if self._cached_details(s) is None]
+        fetched = self._fetch_details([s.server_id for s in stale], deadline)
+        records = []
+        for server_id, server in sorted(servers.items()):
+            answer = fetched.get(server_id)
+            details = self._cached_details(server)
+            if isinstance(answer, Mapping):
+                details = self._parse_details(server, answer)
+            records.append(ServerRecord(server, details))
+        return tuple(records), "listing truncated at the page cap" if listing.truncated else ""
+
+    def _fetch_static(self, deadline: float) -> tuple[tuple[ServerRecord, ...] | None, str]:
+        """--cph.server-id mode: no list permission, every watched server fetched directly."""
+        fetched = self._fetch_details(list(self._server_ids), deadline)
+        records: dict[str, ServerRecord] = {}
+        errors: list[ApiError] = []
+        for server_id in self._server_ids:
+            answer = fetched.get(server_id)
+            if isinstance(answer, ApiError):
+                errors.append(answer)
+                continue
+            if answer is None:
+                continue
+            try:
+                server = parse_server(answer)
+            except ParseError as exc:
+                log.warning("server %s: unusable details: %s", server_id, exc)
+                continue
+            records[server.server_id] = ServerRecord(server, self._parse_details(server, answer))
+        # Up unless every call failed for a reason other than the server being gone.
+        if errors and not records and not all(e.is_not_found for e in errors):
+            return None, str(errors[0])
+        return tuple(r for _, r in sorted(records.items())), ""
+
+    def _fetch_details(
+        self, server_ids: list[str], deadline: float
+    ) -> dict[str, Mapping[str, Any] | ApiError]:
+        futures = {
+            self._fetchers.submit(self._client.get_server, sid, deadline): sid for sid in server_ids
+        }
+        results: dict[str, Mapping[str, Any] | ApiError] = {}
+        for future in concurrent.futures.as_completed(futures):
+            server_id = futures[future]
+            try:
+                results[server_id] = future.result()
+            except ApiError as exc:
+                self._metrics.detail_failures.inc()
+                log.warning("server %s: details unavailable: %s", server_id, exc)
+                results[server_id] = exc
+        return results
+
+    def _cached_details(self, server: Server) -> ServerDetails | None:
+        cached = self._details.get(server.server_id)
+        if cached is None or cached[0] != server.update_time:
+            return None
+        return cached[1]
+
+    def _parse_details(self, server: Server, answer: Mapping[str, Any]) -> ServerDetails | None:
+        try:
+            details = parse_details(answer)
+        except ParseError as exc:
+            self._metrics.detail_failures.inc()
+            log.warning("server %s: unusable details: %s", server.server_id, exc)
+            return None
+        self._details[server.server_id] = (server.update_time, details)
+        return details

@@ -1,0 +1,40 @@
+"""An immutable picture of the fleet as one refresh saw it; scrapes only ever read these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cph_exporter.models import Server, ServerDetails
+
+
+@dataclass(frozen=True, slots=True)
+class ServerRecord:
+    server: Server
+    details: ServerDetails | None  # None: the detail call failed, status still comes from the list
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    servers: tuple[ServerRecord, ...]
+    up: bool  # the latest refresh reached the API and listed (or fetched) the servers
+    completed_at: float | None  # wall clock of the refresh behind this; None: none yet
+    refresh_duration: float
+    last_success_at: float | None  # wall clock of the latest successful refresh
+    data_at: float | None  # wall clock at which `servers` were fetched
+    error: str = ""  # why the latest refresh failed, for logs; never a label
+    generation: int = 0  # grows with every refresh, so renderers can cache by it
+
+    @property
+    def servers_without_details(self) -> int:
+        return sum(1 for record in self.servers if record.details is None)
+
+
+EMPTY = Snapshot(
+    servers=(),
+    up=False,
+    completed_at=None,
+    refresh_duration=0.0,
+    last_success_at=None,
+    data_at=None,
+    error="no refresh has completed yet",
+)

@@ -1,0 +1,161 @@
+"""The HTTP side: /metrics within the scrape deadline, a landing page, health and readiness."""
+
+from __future__ import annotations
+
+import gzip
+import html
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from cph_exporter.exposition import Exposition
+from cph_exporter.refresher import Refresher
+
+log = logging.getLogger(__name__)
+
+# Answer this much before Prometheus's own timeout runs out: network and rendering take time.
+_DEADLINE_SHARE = 0.9
+_DEADLINE_MARGIN = 0.25
+_MIN_WAIT = 0.1
+
+
+def scrape_budget(header: str | None, default: float) -> float:
+    """Seconds a scrape may wait for a refresh, from X-Prometheus-Scrape-Timeout-Seconds."""
+    timeout = default
+    if header:
+        try:
+            value = float(header)
+        except ValueError:
+            value = 0.0
+        if 0 < value < float("inf"):
+            timeout = value
+    return max(_MIN_WAIT, timeout * _DEADLINE_SHARE - _DEADLINE_MARGIN)
+
+
+class ExporterHandlerContext:
+    """What the request handler needs, injected once; handlers are created per request."""
+
+    def __init__(
+        self,
+        refresher: Refresher,
+        exposition: Exposition,
+        telemetry_path: str,
+        default_scrape_timeout: float,
+        max_in_flight: int,
+        check_access: Callable[[BaseHTTPRequestHandler], bool] | None = None,
+        extra_headers: Callable[[], dict[str, str]] | None = None,
+    ) -> None:
+        self.refresher = refresher
+        self.exposition = exposition
+        self.telemetry_path = telemetry_path
+        self.default_scrape_timeout = default_scrape_timeout
+        self.scrape_slots = threading.BoundedSemaphore(max_in_flight)
+        self.check_access = check_access
+        self.extra_headers = extra_headers
+
+
+class ExporterHandler(BaseHTTPRequestHandler):
+    server_version = "cph-exporter"
+    protocol_version = "HTTP/1.1"
+    context: ExporterHandlerContext  # set on a subclass by make_server
+
+    def do_GET(self) -> None:
+        if self.context.check_access is not None and not self.context.check_access(self):
+            return
+        path = self.path.split("?", 1)[0]
+        if path == self.context.telemetry_path:
+            self._metrics()
+        elif path == "/":
+            self._landing()
+        elif path == "/-/healthy":
+            self._send(200, b"Healthy\n", "text/plain; charset=utf-8")
+        elif path == "/-/ready":
+            if self.context.refresher.ready:
+                self._send(200, b"Ready\n", "text/plain; charset=utf-8")
+            else:
+                self._send(
+                    503, b"Not ready: no refresh has completed yet\n", "text/plain; charset=utf-8"
+                )
+        else:
+            self._send(404, b"Not found\n", "text/plain; charset=utf-8")
+
+    def _metrics(self) -> None:
+        if not self.context.scrape_slots.acquire(blocking=False):
+            self._send(503, b"Too many concurrent scrapes\n", "text/plain; charset=utf-8")
+            return
+        try:
+            budget = scrape_budget(
+                self.headers.get("X-Prometheus-Scrape-Timeout-Seconds"),
+                self.context.default_scrape_timeout,
+            )
+            snapshot = self.context.refresher.snapshot(timeout=budget)
+            body, content_type = self.context.exposition.render(
+                snapshot, self.headers.get("Accept")
+            )
+        finally:
+            self.context.scrape_slots.release()
+        headers = {}
+        if "gzip" in (self.headers.get("Accept-Encoding") or ""):
+            body = gzip.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        self._send(200, body, content_type, headers)
+
+    def _landing(self) -> None:
+        path = html.escape(self.context.telemetry_path)
+        page = (
+            "<!DOCTYPE html><html><head><title>CPH Exporter</title></head><body>"
+            "<h1>CPH Exporter</h1><p>Prometheus exporter for Huawei Cloud Cloud Phone Host.</p>"
+            f'<ul><li><a href="{path}">Metrics</a></li>'
+            '<li><a href="/-/healthy">Health</a></li><li><a href="/-/ready">Readiness</a></li>'
+            "</ul></body></html>\n"
+        )
+        self._send(200, page.encode("utf-8"), "text/html; charset=utf-8")
+
+    def _send(
+        self, code: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if self.context.extra_headers is not None:
+            for name, value in self.context.extra_headers().items():
+                self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_HEAD = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+class ExporterHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class ExporterHTTPServer6(ExporterHTTPServer):
+    address_family = socket.AF_INET6
+
+
+def parse_listen_address(address: str) -> tuple[str, int]:
+    """ ":9852", "0.0.0.0:9852", "[::1]:9852" -> (host, port); raises ValueError."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"not HOST:PORT: {address!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port_text)
+
+
+def make_server(address: str, context: ExporterHandlerContext) -> ExporterHTTPServer:
+    host, port = parse_listen_address(address)
+    handler = type("BoundExporterHandler", (ExporterHandler,), {"context": context})
+    server_class = ExporterHTTPServer6 if ":" in host else ExporterHTTPServer
+    return server_class((host, port), handler)
