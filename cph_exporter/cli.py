@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from cph_exporter import __version__, logsetup
 from cph_exporter.config import (
@@ -20,6 +21,9 @@ from cph_exporter.config import (
     validate,
 )
 from cph_exporter.credentials import Credentials
+
+if TYPE_CHECKING:
+    from cph_exporter.simulated import SimulatedProject
 
 log = logging.getLogger("cph_exporter")
 
@@ -205,14 +209,14 @@ def _fail(message: str) -> int:
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     args = build_parser().parse_args(argv)
-    # Imported late: the simulator is only needed with --simulate.
     from cph_exporter.app import Exporter
-    from cph_exporter.simulated import SimulatedProject
 
     simulated: SimulatedProject | None = None
     try:
         config = config_from_args(args, environ)
         if config.simulate:
+            from cph_exporter.simulated import SimulatedProject  # only needed here
+
             simulated = SimulatedProject.start(config)
             config, credentials = simulated.config, simulated.credentials
         else:

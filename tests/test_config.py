@@ -1,0 +1,130 @@
+"""Flags and environment into a validated Config; a bad setting stops the start with one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from cph_exporter.cli import build_parser, config_from_args, credentials_from_env
+from cph_exporter.config import ConfigError, parse_duration
+
+BASE = ["--cph.region", "cn-north-4", "--cph.project-id", "0123abcd"]
+
+
+def config(argv: list[str], environ: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return config_from_args(build_parser().parse_args(argv), environ or {})
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("2m", 120), ("1h30m", 5400), ("45", 45), ("1.5", 1.5), ("500ms", 0.5)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "abc", "5 m", "2x", "m", "nan", "1s2"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_defaults() -> None:
+    cfg = config(BASE)
+    assert cfg.listen_address == ":9852"
+    assert cfg.telemetry_path == "/metrics"
+    assert cfg.cache_ttl == 60
+    assert cfg.endpoint == "https://cph.cn-north-4.myhuaweicloud.com"
+    assert cfg.server_ids == ()
+
+
+def test_project_id_from_env_and_repeatable_server_ids() -> None:
+    cfg = config(
+        ["--cph.region", "cn-east-3", "--cph.server-id", "a1", "--cph.server-id", "b2"],
+        {"HUAWEICLOUD_SDK_PROJECT_ID": "fromenv"},
+    )
+    assert cfg.project_id == "fromenv"
+    assert cfg.server_ids == ("a1", "b2")
+
+
+@pytest.mark.parametrize(
+    ("argv", "setting"),
+    [
+        (["--cph.project-id", "p"], "--cph.region"),
+        (["--cph.region", "cn-north-4"], "--cph.project-id"),
+        ([*BASE, "--cph.endpoint", "ftp://x"], "--cph.endpoint"),
+        ([*BASE, "--cph.endpoint", "https://user:pw@x"], "--cph.endpoint"),
+        ([*BASE, "--web.telemetry-path", "metrics"], "--web.telemetry-path"),
+        ([*BASE, "--web.listen-address", "9852"], "--web.listen-address"),
+        ([*BASE, "--cache.ttl", "0"], "--cache.ttl"),
+        ([*BASE, "--cache.ttl", "20m"], "--cache.max-stale"),
+        ([*BASE, "--cph.concurrency", "0"], "--cph.concurrency"),
+        ([*BASE, "--cph.server-id", "../etc"], "--cph.server-id"),
+        (["--cph.region", "Not A Region", "--cph.project-id", "p"], "--cph.region"),
+    ],
+)
+def test_bad_settings_name_the_setting(argv: list[str], setting: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{setting}: "):
+        config(argv)
+
+
+def test_missing_credentials() -> None:
+    with pytest.raises(ConfigError, match="HUAWEICLOUD_SDK_AK"):
+        credentials_from_env({"HUAWEICLOUD_SDK_AK": "ak"})
+    creds = credentials_from_env(
+        {
+            "HUAWEICLOUD_SDK_AK": "ak",
+            "HUAWEICLOUD_SDK_SK": "sk",
+            "HUAWEICLOUD_SDK_SECURITY_TOKEN": "t",
+        }
+    )
+    assert (creds.access_key, creds.secret_key, creds.security_token) == ("ak", "sk", "t")
+    assert "sk" not in repr(creds) and "'t'" not in repr(creds)
+
+
+def run_cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cph_exporter", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--cache.ttl", "soon", "--simulate"], "--cache.ttl"),
+        (["--cph.region", "cn-north-4"], "--cph.project-id"),
+        ([*BASE], "HUAWEICLOUD_SDK_AK"),
+        (["--simulate", "--web.listen-address", "nonsense"], "--web.listen-address"),
+    ],
+)
+def test_bad_start_is_one_line_and_exit_2(argv: list[str], needle: str) -> None:
+    result = run_cli(*argv)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 or lines[0].startswith("usage:"), result.stderr
+    assert needle in lines[-1]
+    assert "Traceback" not in result.stderr
+
+
+def test_taken_port_is_one_line() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("--simulate", "--web.listen-address", f"127.0.0.1:{port}")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "cannot listen" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_version_and_help() -> None:
+    assert run_cli("--version").stdout.startswith("cph-exporter ")
+    assert "--web.listen-address" in run_cli("--help").stdout

@@ -1,0 +1,138 @@
+"""The metric contract, pinned by one golden exposition and checked by promtool."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+from cph_exporter.exposition import Exposition
+from cph_exporter.fleet_collector import FleetCollector
+from cph_exporter.models import parse_details, parse_server
+from cph_exporter.snapshot import ServerRecord, Snapshot
+
+HERE = Path(__file__).parent
+GOLDEN = HERE / "golden" / "fleet.prom"
+
+
+def record(answer: dict[str, object], with_details: bool = True) -> ServerRecord:
+    return ServerRecord(parse_server(answer), parse_details(answer) if with_details else None)
+
+
+def sample_snapshot() -> Snapshot:
+    v1 = json.loads((HERE / "fixtures" / "detail_example_v1.json").read_text())
+    v2 = json.loads((HERE / "fixtures" / "detail_example_v2.json").read_text())
+    odd = {
+        "server_id": "odd0000000000000000000000000001",
+        "server_name": 'we"ird\\name\nwith ünïcode \ud800',
+        "availability_zone": "az-1",
+        "network_version": "v2",
+        "status": 99,
+        "band_widths": None,
+        "volumes": [
+            {"volume_id": "v1", "volume_name": "n", "volume_size": "40", "volume_type": "SSD"},
+            {"volume_id": "v1", "volume_name": "dup", "volume_size": 1, "volume_type": "SSD"},
+            {"volume_id": "v2", "volume_size": None},
+        ],
+        "create_time": "2021-02-18 11:48:40",
+    }
+    failed = {
+        "server_id": "fail000000000000000000000000001",
+        "server_name": "no-details",
+        "status": "2",
+        "availability_zone": "az-2",
+        "network_version": "v1",
+    }
+    records = (record(v1), record(v2), record(odd), record(failed, with_details=False))
+    return Snapshot(
+        servers=tuple(sorted(records, key=lambda r: r.server.server_id)),
+        up=True,
+        completed_at=1700000000.0,
+        refresh_duration=0.5,
+        last_success_at=1700000000.0,
+        data_at=1700000000.0,
+        generation=1,
+    )
+
+
+def render(snapshot: Snapshot, accept: str | None = None) -> bytes:
+    exposition = Exposition(
+        lambda snap: FleetCollector(lambda: snap, "sim-region-1", "proj"),
+        CollectorRegistry(auto_describe=False),
+    )
+    return exposition.render(snapshot, accept)[0]
+
+
+def test_golden_exposition() -> None:
+    text = render(sample_snapshot()).decode("utf-8")
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.write_text(text, encoding="utf-8")
+    assert text == GOLDEN.read_text(encoding="utf-8")
+
+
+def test_values_follow_the_contract() -> None:
+    families = {
+        f.name: f
+        for f in text_string_to_metric_families(
+            render(sample_snapshot(), "application/openmetrics-text").decode("utf-8")
+        )
+    }
+    bandwidth = families["cph_server_bandwidth_size_bytes_per_second"].samples
+    assert {s.value for s in bandwidth} == {300 * 125000}
+    assert {s.labels["charge_mode"] for s in bandwidth} == {"traffic"}
+    assert {s.labels["share_type"] for s in bandwidth} == {"dedicated"}
+    volumes = families["cph_server_volume_size_bytes"].samples
+    assert sorted(s.value for s in volumes) == [40 * 2**30] + [600 * 2**30] * 3
+    states = families["cph_server_state"].samples
+    current = {s.labels["server_name"]: s.labels["state"] for s in states if s.value == 1}
+    assert current["no-details"] == "abnormal"
+    assert current["cph-2ykg-asdv-2"] == "normal"
+    assert sum(1 for s in states if s.value == 1) == 4  # exactly one current state each
+    assert len(states) == 4 * 9
+    status = {s.labels["server_name"]: s.value for s in families["cph_server_status"].samples}
+    assert status["no-details"] == 2
+    info = families["cph_server_info"].samples
+    assert {s.labels["region"] for s in info} == {"sim-region-1"}
+    assert all(
+        set(s.labels) >= {"server_id", "server_name", "availability_zone", "network_version"}
+        for f in families.values()
+        for s in f.samples
+        if f.name.startswith("cph_server_")
+    )
+
+
+def test_label_values_round_trip() -> None:
+    families = text_string_to_metric_families(
+        render(sample_snapshot(), "application/openmetrics-text").decode("utf-8")
+    )
+    names = {
+        s.labels["server_name"]
+        for f in families
+        if f.name == "cph_server_addresses"
+        for s in f.samples
+    }
+    assert 'we"ird\\name\nwith ünïcode \ufffd' in names
+
+
+def test_down_snapshot_still_renders_up_zero() -> None:
+    snapshot = Snapshot((), False, None, 0.0, None, None, "boom")
+    text = render(snapshot).decode()
+    assert 'cph_up{project_id="proj",region="sim-region-1"} 0.0' in text
+    assert "boom" not in text  # an error message never becomes a label
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+def test_promtool_check_metrics() -> None:
+    result = subprocess.run(
+        ["promtool", "check", "metrics"],
+        input=GOLDEN.read_bytes(),
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
