@@ -1,0 +1,207 @@
+"""Static checks of the alert rules and the dashboards' queries.
+
+promtool validates and unit-tests the rules (prometheus/alerts_test.yml); the checks here
+make sure every alert is documented and tested both ways, and that rules and dashboards
+only use metrics the exporter exposes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+ALERTS = REPO / "prometheus" / "alerts.yml"
+ALERTS_TEST = REPO / "prometheus" / "alerts_test.yml"
+DASHBOARDS = sorted((REPO / "grafana" / "dashboards").glob("*.json"))
+README = REPO / "README.md"
+
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(
+    PROMTOOL is None,
+    reason="promtool not found: install Debian's 'prometheus' package (.ci/run does)",
+)
+
+# The exporter's metric contract (issue 2). Used when README.md has no metrics table yet.
+CONTRACT = {
+    "cph_server_status",
+    "cph_server_state",
+    "cph_server_info",
+    "cph_server_bandwidth_size_bytes_per_second",
+    "cph_server_volume_size_bytes",
+    "cph_server_addresses",
+    "cph_server_created_timestamp_seconds",
+    "cph_server_updated_timestamp_seconds",
+    "cph_up",
+    "cph_exporter_build_info",
+    "cph_exporter_api_requests_total",
+    "cph_exporter_api_request_duration_seconds",
+    "cph_exporter_refresh_duration_seconds",
+    "cph_exporter_last_refresh_success_timestamp_seconds",
+    "cph_exporter_data_age_seconds",
+    "cph_exporter_cache_ttl_seconds",
+    "cph_exporter_detail_fetch_failures_total",
+    "cph_exporter_servers_without_details",
+}
+HISTOGRAMS = {"cph_exporter_api_request_duration_seconds"}
+# Series Prometheus itself makes for every target.
+PROMETHEUS_SERIES = {"up"}
+SEVERITIES = {"critical", "warning", "info"}
+IDENTITY = ("server_name", "server_id", "availability_zone")
+
+METRIC_TOKEN = re.compile(r"\bcph_[a-z0-9_]+\b")
+
+
+def load_rules() -> list[dict]:
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def alerts() -> dict[str, dict]:
+    return {r["alert"]: r for r in load_rules() if "alert" in r}
+
+
+def dashboard_queries(board: dict) -> list[str]:
+    """Every PromQL expression and variable query of a dashboard (rows included)."""
+    queries = []
+
+    def walk(panels: list[dict]) -> None:
+        for panel in panels:
+            queries.extend(t["expr"] for t in panel.get("targets", []) if t.get("expr"))
+            walk(panel.get("panels", []))
+
+    walk(board.get("panels", []))
+    for var in board.get("templating", {}).get("list", []):
+        if var.get("type") == "query":
+            query = var.get("query")
+            queries.append(query["query"] if isinstance(query, dict) else query)
+    return queries
+
+
+def readme_metrics() -> set[str]:
+    """Metric names in README.md's metrics table (table rows only), if there is one."""
+    if not README.exists():
+        return set()
+    rows = [line for line in README.read_text().splitlines() if line.lstrip().startswith("|")]
+    return {m for row in rows for m in re.findall(r"`(cph_[a-z0-9_]+)", row)}
+
+
+def allowed_metrics() -> set[str]:
+    names = readme_metrics() or CONTRACT
+    names = names | {f"{h}_{s}" for h in HISTOGRAMS & names for s in ("bucket", "sum", "count")}
+    return names | PROMETHEUS_SERIES
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=REPO)
+
+
+@needs_promtool
+def test_promtool_check_rules() -> None:
+    result = run(PROMTOOL, "check", "rules", str(ALERTS))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_promtool
+def test_promtool_unit_tests_pass() -> None:
+    result = run(PROMTOOL, "test", "rules", str(ALERTS_TEST))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_every_alert_has_severity_summary_and_description() -> None:
+    rules = alerts()
+    assert rules, "no alerts found"
+    for name, rule in rules.items():
+        assert rule.get("labels", {}).get("severity") in SEVERITIES, name
+        annotations = rule.get("annotations", {})
+        for key in ("summary", "description"):
+            assert annotations.get(key, "").strip(), f"{name} lacks a {key}"
+
+
+def test_per_server_alerts_name_the_server() -> None:
+    per_server = {n: r for n, r in alerts().items() if "cph_server_" in r["expr"]}
+    assert len(per_server) >= 5
+    for name, rule in per_server.items():
+        text = rule["annotations"]["summary"] + rule["annotations"]["description"]
+        for label in IDENTITY:
+            assert f"$labels.{label}" in text, f"{name} does not name the {label}"
+
+
+def test_alerts_issue_3_asks_for() -> None:
+    rules = alerts()
+    expected = {
+        "CphServerAbnormal": ("critical", "5m"),
+        "CphServerFrozen": ("warning", "5m"),
+        "CphServerStuckCreating": (None, "1h"),
+    }
+    for name, (severity, duration) in expected.items():
+        assert rules[name]["for"] == duration, name
+        if severity:
+            assert rules[name]["labels"]["severity"] == severity, name
+    for name in (
+        "CphServerStopFailed",
+        "CphServerUnknownStatus",
+        "CphApiDown",
+        "CphExporterDataStale",
+        "CphDetailFetchFailing",
+        "CphApiThrottled",
+    ):
+        assert name in rules
+    assert rules["CphApiDown"]["expr"].strip() == "cph_up == 0"
+
+
+def test_every_alert_is_unit_tested_firing_and_silent() -> None:
+    spec = yaml.safe_load(ALERTS_TEST.read_text())
+    assert spec["rule_files"] == [ALERTS.name]
+    firing: dict[str, int] = {}
+    silent: dict[str, int] = {}
+    for test in spec["tests"]:
+        for case in test.get("alert_rule_test", []):
+            name = case["alertname"]
+            if case.get("exp_alerts"):
+                for alert in case["exp_alerts"]:
+                    # exact expectations: severity and both annotations spelled out
+                    assert "severity" in alert.get("exp_labels", {}), name
+                    assert {"summary", "description"} <= set(alert.get("exp_annotations", {}))
+                firing[name] = firing.get(name, 0) + 1
+            else:
+                silent[name] = silent.get(name, 0) + 1
+    names = set(alerts())
+    assert set(firing) | set(silent) <= names, "tests name alerts that do not exist"
+    assert names - set(firing) == set(), "alerts never tested firing"
+    # silent before `for` elapses and after recovery: at least two cases each
+    assert {n for n in names if silent.get(n, 0) < 2} == set(), "alerts not tested silent"
+
+
+def test_rule_metrics_are_in_the_contract() -> None:
+    allowed = allowed_metrics()
+    for rule in load_rules():
+        text = rule["expr"] + " ".join(rule.get("annotations", {}).values())
+        unknown = set(METRIC_TOKEN.findall(text)) - allowed
+        assert not unknown, f"{rule.get('alert') or rule.get('record')}: {unknown}"
+    assert "up" in " ".join(r["expr"] for r in load_rules())  # the only non-cph series
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_metrics_are_in_the_contract(path: Path) -> None:
+    queries = dashboard_queries(json.loads(path.read_text()))
+    assert queries
+    allowed = allowed_metrics()
+    for query in queries:
+        names = set(METRIC_TOKEN.findall(query))
+        assert names, f"query uses no exporter metric: {query}"
+        assert names <= allowed, f"{path.name}: {names - allowed} in {query}"
+
+
+def test_contract_matches_readme_metrics_table() -> None:
+    documented = readme_metrics()
+    if not documented:
+        pytest.skip("README.md has no metrics table yet; rules are checked against CONTRACT")
+    assert documented >= CONTRACT, f"missing from README: {sorted(CONTRACT - documented)}"
