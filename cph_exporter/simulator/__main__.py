@@ -1,0 +1,74 @@
+"""Run the CPH API simulator: `python -m cph_exporter.simulator --servers 500`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import threading
+from types import FrameType
+
+from cph_exporter.simulator import (
+    SIMULATOR_ACCESS_KEY,
+    SIMULATOR_PROJECT_ID,
+    SIMULATOR_REGION,
+    SIMULATOR_SECRET_KEY,
+    CphSimulator,
+    Faults,
+    documented_examples,
+    generate_fleet,
+)
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError("expected HOST:PORT, e.g. 127.0.0.1:0")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m cph_exporter.simulator", description="Serve a simulated CPH API."
+    )
+    parser.add_argument("--listen", type=_address, default=("127.0.0.1", 0), metavar="HOST:PORT")
+    parser.add_argument("--servers", type=int, default=100, help="generated servers")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--examples", action="store_true", help="add the documented examples")
+    parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS")
+    parser.add_argument("--throttle-every", type=int, default=0, metavar="K")
+    parser.add_argument("--retry-after", default=None, metavar="VALUE")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    servers = generate_fleet(args.servers, args.seed)
+    if args.examples:
+        servers += documented_examples()
+    faults = Faults(args.latency, args.throttle_every, args.retry_after)
+    host, port = args.listen
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    credentials = {SIMULATOR_ACCESS_KEY: SIMULATOR_SECRET_KEY}
+    with CphSimulator(servers, credentials, SIMULATOR_PROJECT_ID, faults, host, port) as sim:
+        # Fixed simulator credentials, not secrets: printing them is the point.
+        print(sim.url, flush=True)
+        print(
+            f"HUAWEICLOUD_SDK_AK={SIMULATOR_ACCESS_KEY}\n"
+            f"HUAWEICLOUD_SDK_SK={SIMULATOR_SECRET_KEY}\n"
+            f"HUAWEICLOUD_SDK_PROJECT_ID={SIMULATOR_PROJECT_ID}\n"
+            f"region={SIMULATOR_REGION} servers={len(servers)}",
+            flush=True,
+        )
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way out
+            stopping.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,447 @@
+"""A stand-in for the CPH API: a real HTTP server on loopback that checks signatures as the
+gateway does, serves a fleet, and injects faults (latency, throttling, broken answers)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from cph_exporter.signing import SignatureError, verify_request
+from cph_exporter.simulator.fleet import list_entry
+
+LIST_OPERATION = "ListCloudPhoneServers"
+DETAIL_OPERATION = "GetCloudPhoneServerDetail"
+FAULT_KINDS = frozenset(
+    {
+        "not_found",
+        "html_502",
+        "html_503",
+        "html_504",
+        "garbage",
+        "truncated",
+        "json_error_200",
+        "wrong_types",
+    }
+)
+THROTTLE_MESSAGE = (
+    "The throttling threshold has been reached: policy user over ratelimit,limit:200,time:5 minute"
+)
+_ROUTE = re.compile(r"/v1/(?P<project>[^/]+)/cloud-phone/servers(?:/(?P<server>[^/]+))?/?")
+_JSON = "application/json;charset=UTF-8"
+_HTML_REASONS = {
+    502: "Bad Gateway",
+    503: "Service Temporarily Unavailable",
+    504: "Gateway Time-out",
+}
+_GARBAGE = b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe<<not json>>"
+
+
+class Faults:
+    """Fault settings, changeable from any thread while the simulator runs.
+
+    Assignments are validated and made under a lock; the server reads one consistent
+    `snapshot()` per request. `broken_details` maps server_id -> fault kind and may also be
+    mutated in place.
+    """
+
+    latency: float
+    throttle_every: int
+    retry_after: str | None
+    broken_details: dict[str, str]
+    list_fault: str | None
+    _lock: threading.Lock
+
+    def __init__(
+        self,
+        latency: float = 0.0,
+        throttle_every: int = 0,
+        retry_after: str | None = None,
+        broken_details: dict[str, str] | None = None,
+        list_fault: str | None = None,
+    ) -> None:
+        object.__setattr__(self, "_lock", threading.Lock())
+        self.latency = latency
+        self.throttle_every = throttle_every
+        self.retry_after = retry_after
+        self.broken_details = {} if broken_details is None else broken_details
+        self.list_fault = list_fault
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("latency", "throttle_every") and value < 0:
+            raise ValueError(f"{name} must be >= 0")
+        if name == "list_fault" and value is not None and value not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {value!r}")
+        with self._lock:
+            object.__setattr__(self, name, value)
+
+    def snapshot(self) -> Faults:
+        with self._lock:
+            return Faults(
+                self.latency,
+                self.throttle_every,
+                self.retry_after,
+                dict(self.broken_details),
+                self.list_fault,
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"Faults(latency={self.latency!r}, throttle_every={self.throttle_every!r}, "
+            f"retry_after={self.retry_after!r}, broken_details={self.broken_details!r}, "
+            f"list_fault={self.list_fault!r})"
+        )
+
+
+@dataclass(frozen=True)
+class _Response:
+    status: int
+    body: bytes
+    content_type: str = _JSON
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class _Fleet:
+    newest_first: tuple[dict[str, Any], ...]
+    by_id: Mapping[str, dict[str, Any]]
+
+    @classmethod
+    def of(cls, servers: list[dict[str, Any]]) -> _Fleet:
+        by_id = {s["server_id"]: s for s in servers}
+        if len(by_id) != len(servers):
+            raise ValueError("server_id values must be unique")
+        order = sorted(servers, key=lambda s: (s["create_time"], s["server_id"]), reverse=True)
+        return cls(tuple(order), by_id)
+
+
+def _request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _json(status: int, payload: Mapping[str, Any], *headers: tuple[str, str]) -> _Response:
+    return _Response(status, json.dumps(payload).encode(), headers=headers)
+
+
+def _error(status: int, code: str, message: str, *headers: tuple[str, str]) -> _Response:
+    body = {"error_code": code, "error_msg": message, "request_id": _request_id()}
+    return _json(status, body, *headers)
+
+
+def _wrong_types_detail(detail: dict[str, Any]) -> dict[str, Any]:
+    """Status as a string, volume_size null, band_width_size a string; never a no-op."""
+    volumes = [dict(v) for v in detail.get("volumes") or [{"volume_id": "wrong-types-volume"}]]
+    bandwidths = [dict(b) for b in detail.get("band_widths") or [{"band_width_size": 300}]]
+    for volume in volumes:
+        volume["volume_size"] = None
+    for bandwidth in bandwidths:
+        bandwidth["band_width_size"] = str(bandwidth.get("band_width_size"))
+    status = str(detail.get("status"))
+    return detail | {"status": status, "volumes": volumes, "band_widths": bandwidths}
+
+
+def _wrong_types_list(page: dict[str, Any]) -> dict[str, Any]:
+    servers = [s | {"status": str(s.get("status"))} for s in page["servers"]]
+    return page | {"servers": servers}
+
+
+def _faulty(kind: str, payload: dict[str, Any] | None, not_found: _Response) -> _Response:
+    """The answer for a fault `kind` in place of the normal `payload` (None: no such thing)."""
+    if kind == "not_found" or (payload is None and kind == "wrong_types"):
+        return not_found
+    if kind in ("html_502", "html_503", "html_504"):
+        code = int(kind[-3:])
+        title = f"{code} {_HTML_REASONS[code]}"
+        page = (
+            f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+            f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
+            "</body>\r\n</html>\r\n"
+        )
+        return _Response(code, page.encode(), "text/html")
+    if kind == "garbage":
+        return _Response(200, _GARBAGE)
+    if kind == "truncated":
+        body = json.dumps(payload or {"request_id": _request_id(), "count": 0}).encode()
+        return _Response(200, body[: len(body) // 2])
+    if kind == "json_error_200":
+        return _error(200, "CPH.0100500", "System error, please try again later.")
+    return _error(500, "SIM.0500", f"simulator: unknown fault kind {kind!r}")
+
+
+class CphSimulator:
+    """Serves `servers` (detail dicts) under /v1/{project_id}/cloud-phone/servers.
+
+    `credentials` (AK -> SK) is read on every request, so changing it rotates keys. `calls`
+    counts every request routed to an operation, refused ones included.
+    """
+
+    def __init__(
+        self,
+        servers: list[dict[str, Any]],
+        credentials: dict[str, str],
+        project_id: str,
+        faults: Faults | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.faults = Faults() if faults is None else faults
+        self.project_id = project_id
+        self._credentials = credentials
+        self._address = (host, port)
+        self._lock = threading.Lock()
+        self._fleet = _Fleet.of(servers)
+        self._calls: Counter[str] = Counter()
+        self._detail_calls: Counter[str] = Counter()
+        self._served = 0  # authenticated API calls, numbered for throttling
+        self._httpd: _HttpServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle ----
+
+    def start(self) -> str:
+        if self._httpd is not None:
+            raise RuntimeError("simulator already started")
+        self._httpd = _HttpServer(self._address, self)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="cph-simulator",
+            daemon=True,
+        )
+        self._thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        httpd, thread = self._httpd, self._thread
+        if httpd is None or thread is None:
+            return
+        httpd.shutdown()
+        httpd.server_close()
+        httpd.close_connections()  # kept-alive clients must see the API gone, too
+        thread.join()
+        self._httpd = self._thread = None
+
+    def __enter__(self) -> CphSimulator:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._httpd is None:
+            raise RuntimeError("simulator not started")
+        host, port = self._httpd.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    # ---- fleet and accounting ----
+
+    def set_servers(self, servers: list[dict[str, Any]]) -> None:
+        fleet = _Fleet.of(servers)
+        with self._lock:
+            self._fleet = fleet
+
+    @property
+    def calls(self) -> Counter[str]:
+        with self._lock:
+            return Counter(self._calls)
+
+    @property
+    def detail_calls(self) -> Counter[str]:
+        with self._lock:
+            return Counter(self._detail_calls)
+
+    def reset_counters(self) -> None:
+        with self._lock:
+            self._calls.clear()
+            self._detail_calls.clear()
+            self._served = 0
+
+    # ---- request handling ----
+
+    def _respond(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes
+    ) -> _Response:
+        """The answer to one HTTP request; `target` is the raw path with query."""
+        url = urlsplit(target)
+        route = _ROUTE.fullmatch(url.path)
+        if route is None or method != "GET":
+            return _error(404, "APIGW.0101", "The API does not exist or has not been published")
+        server_id = unquote(route["server"]) if route["server"] else None
+        with self._lock:
+            self._calls[DETAIL_OPERATION if server_id else LIST_OPERATION] += 1
+            if server_id:
+                self._detail_calls[server_id] += 1
+            fleet = self._fleet
+        refused = self._refusal(method, target, headers, body, unquote(route["project"]))
+        if refused is not None:
+            return refused
+        faults = self.faults.snapshot()
+        if faults.latency:
+            time.sleep(faults.latency)
+        with self._lock:
+            self._served += 1
+            served = self._served
+        if faults.throttle_every and served % faults.throttle_every == 0:
+            retry = (("Retry-After", faults.retry_after),) if faults.retry_after else ()
+            return _error(429, "APIGW.0308", THROTTLE_MESSAGE, *retry)
+        if server_id is None:
+            return self._list(parse_qs(url.query, keep_blank_values=True), fleet, faults)
+        return self._detail(server_id, fleet, faults)
+
+    def _refusal(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes, project: str
+    ) -> _Response | None:
+        try:
+            verify_request(method, target, headers, body, self._credentials.get)
+        except SignatureError as exc:  # the reason only: never the secret or the signature
+            return _error(401, "APIGW.0301", f"Incorrect IAM authentication information: {exc}")
+        header_project = {k.lower(): v for k, v in headers.items()}.get("x-project-id")
+        if header_project is not None and header_project != project:
+            reason = "X-Project-Id does not match the project in the path"
+            return _error(401, "APIGW.0301", f"Incorrect IAM authentication information: {reason}")
+        if project != self.project_id:
+            message = "The IAM or app authorization policy does not allow the request"
+            return _error(403, "APIGW.0302", message)
+        return None
+
+    def _list(self, query: dict[str, list[str]], fleet: _Fleet, faults: Faults) -> _Response:
+        try:
+            offset = _int_param(query, "offset", 0, low=0)
+            limit = _int_param(query, "limit", 100, low=1, high=100)
+            status = _int_param(query, "status", 0) if "status" in query else None
+        except ValueError as exc:
+            return _error(400, "CPH.0100400", f"Invalid parameter: {exc}")
+        server_id = query.get("server_id", [None])[-1]
+        version = query.get("network_version", [None])[-1]
+        matching = [
+            s
+            for s in fleet.newest_first
+            if (server_id is None or s["server_id"] == server_id)
+            and (status is None or s.get("status") == status)
+            and (version is None or s.get("network_version") == version)
+        ]
+        page = {
+            "request_id": _request_id(),
+            "count": len(matching),
+            "servers": [list_entry(s) for s in matching[offset : offset + limit]],
+        }
+        not_found = _error(404, "APIGW.0101", "The API does not exist or has not been published")
+        if faults.list_fault == "wrong_types":
+            return _json(200, _wrong_types_list(page))
+        if faults.list_fault is not None:
+            return _faulty(faults.list_fault, page, not_found)
+        return _json(200, page)
+
+    def _detail(self, server_id: str, fleet: _Fleet, faults: Faults) -> _Response:
+        found = fleet.by_id.get(server_id)
+        detail = None if found is None else found | {"request_id": _request_id()}
+        not_found = _error(404, "CPH.0100404", f"The cloud phone server {server_id} does not exist")
+        kind = faults.broken_details.get(server_id)
+        if kind == "wrong_types" and detail is not None:
+            return _json(200, _wrong_types_detail(detail))
+        if kind is not None:
+            return _faulty(kind, detail, not_found)
+        return not_found if detail is None else _json(200, detail)
+
+
+def _int_param(
+    query: dict[str, list[str]],
+    name: str,
+    default: int,
+    low: int | None = None,
+    high: int | None = None,
+) -> int:
+    if name not in query:
+        return default
+    try:
+        value = int(query[name][-1])
+    except ValueError:
+        raise ValueError(f"{name} must be an integer") from None
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be >= {low}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}")
+    return value
+
+
+class _HttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], simulator: CphSimulator) -> None:
+        self.simulator = simulator
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):  # already closed by the client
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients hanging up (timeouts, stop()) are normal here; anything else is a bug to show.
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the real endpoint and requests.Session use
+    server_version = "cph-simulator"
+    timeout = 60.0
+    server: _HttpServer
+
+    def _serve(self) -> None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        body = self.rfile.read(length) if length > 0 else b""
+        headers = dict(self.headers.items())
+        response = self.server.simulator._respond(self.command, self.path, headers, body)
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        for name, value in response.headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(response.body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: tests and the exporter's own logs should not drown in access lines."""
