@@ -1,0 +1,56 @@
+"""The README's metrics table and the exporter's exposition must say the same thing."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from cph_exporter.fleet_collector import IDENTITY
+from cph_exporter.simulator import CphSimulator
+from tests.conftest import ExporterFactory, scrape
+
+README = Path(__file__).parent.parent / "README.md"
+_ROW = re.compile(r"^\| `(cph_[a-z_]+)` \| (\w+) \|[^|]*\|([^|]*)\|[^|]+\|$")
+_HISTOGRAM_LABELS = {"le"}
+
+
+def documented() -> dict[str, tuple[str, set[str]]]:
+    """metric -> (type, labels) from the README's metrics table."""
+    rows: dict[str, tuple[str, set[str]]] = {}
+    for line in README.read_text(encoding="utf-8").splitlines():
+        match = _ROW.match(line)
+        if not match:
+            continue
+        name, kind, label_cell = match.groups()
+        # Parentheses hold values (`bandwidth`/`traffic`) or "(no identity)", not label names.
+        labels = set(re.findall(r"`([a-z_]+)`", re.sub(r"\([^)]*\)", "", label_cell)))
+        if "(no identity)" not in label_cell:
+            labels |= set(IDENTITY)
+        rows[name] = (kind, labels)
+    return rows
+
+
+def exposed(text: str) -> dict[str, tuple[str, set[str]]]:
+    families: dict[str, tuple[str, set[str]]] = {}
+    for family in text_string_to_metric_families(text):
+        name = family.name + ("_total" if family.type == "counter" else "")
+        labels: set[str] = set()
+        for sample in family.samples:
+            labels |= set(sample.labels) - _HISTOGRAM_LABELS
+        families[name] = (family.type, labels)
+    return families
+
+
+def test_readme_table_matches_the_exposition(
+    simulator: CphSimulator, make_exporter: ExporterFactory
+) -> None:
+    simulator.faults.broken_details = {}
+    text = scrape(make_exporter(simulator))
+    docs = documented()
+    assert len(docs) >= 18, "the metrics table was not found in README.md"
+    real = {name: v for name, v in exposed(text).items() if name.startswith("cph_")}
+    assert sorted(real) == sorted(docs)
+    for name, (kind, labels) in docs.items():
+        assert real[name] == (kind, labels), name
