@@ -23,6 +23,16 @@ from cph_exporter.web import ExporterHandlerContext, ExporterHTTPServer, make_se
 log = logging.getLogger(__name__)
 
 
+def _tls_verification(config: Config) -> bool | str:
+    if config.insecure_skip_verify:
+        log.warning(
+            "--cph.insecure-skip-verify: the API's TLS certificate is NOT verified; anyone on "
+            "the path can read the signed requests and forge the answers"
+        )
+        return False
+    return config.ca_file or True
+
+
 class Exporter:
     """A running exporter. `start()` serves in a background thread; `close()` stops it all."""
 
@@ -44,6 +54,7 @@ class Exporter:
             max_pages=config.max_pages,
             pool_size=config.concurrency,
             on_auth_failure=on_auth_failure,
+            verify=_tls_verification(config),
         )
         self.refresher = Refresher(
             self.client,

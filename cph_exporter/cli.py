@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -19,6 +20,15 @@ from cph_exporter.config import (
     parse_duration,
     project_id_from_env,
     validate,
+)
+from cph_exporter.credential_sources import (
+    ChainCredentials,
+    CredentialError,
+    CredentialsNotFound,
+    EnvCredentials,
+    ProjectIdResolver,
+    ProjectLookupError,
+    default_chain,
 )
 from cph_exporter.credentials import Credentials
 
@@ -92,6 +102,38 @@ def build_parser() -> argparse.ArgumentParser:
         dest="endpoint",
         default="",
         help="CPH API endpoint (default https://cph.{region}.myhuaweicloud.com)",
+    )
+    add(
+        "--cph.iam-endpoint",
+        dest="iam_endpoint",
+        default="",
+        help="IAM endpoint for the project ID lookup (default env HUAWEICLOUD_SDK_IAM_ENDPOINT, "
+        "else https://iam.myhuaweicloud.com)",
+    )
+    add(
+        "--cph.metadata",
+        dest="use_metadata",
+        action="store_true",
+        help="on an ECS with an agency: take temporary credentials from the metadata service "
+        "when no other source has any",
+    )
+    add(
+        "--cph.metadata-url",
+        dest="metadata_url",
+        default="http://169.254.169.254",
+        help="base URL of the ECS metadata service (default %(default)s)",
+    )
+    add(
+        "--cph.ca-file",
+        dest="ca_file",
+        default=None,
+        help="CA bundle to verify the API's certificate with (default: the system's)",
+    )
+    add(
+        "--cph.insecure-skip-verify",
+        dest="insecure_skip_verify",
+        action="store_true",
+        help="do not verify the API's TLS certificate (dangerous; logged at every start)",
     )
     add(
         "--cph.server-id",
@@ -191,14 +233,60 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Co
 
 
 def credentials_from_env(environ: Mapping[str, str]) -> Credentials:
-    access_key = environ.get("HUAWEICLOUD_SDK_AK", "").strip()
-    secret_key = environ.get("HUAWEICLOUD_SDK_SK", "").strip()
-    if not access_key or not secret_key:
+    """The environment source alone (HUAWEICLOUD_SDK_AK/SK/SECURITY_TOKEN and *_FILE)."""
+    try:
+        return EnvCredentials(environ).get()
+    except CredentialError as exc:
+        raise ConfigError(f"credentials: {exc}") from None
+
+
+class RememberingCredentials:
+    """Hands out the chain's current credentials and remembers every secret it handed out,
+    so the log scrubber knows them without ever triggering a (logged) credential fetch."""
+
+    def __init__(self, chain: ChainCredentials) -> None:
+        self.chain = chain
+        self._secrets: set[str] = set()
+
+    def get(self) -> Credentials:
+        creds = self.chain.get()
+        self._secrets.update(creds.secrets())
+        return creds
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(self._secrets)
+
+
+def real_project(
+    config: Config, environ: Mapping[str, str]
+) -> tuple[Config, RememberingCredentials]:
+    """Credentials from the first source that has them, and the project ID (from IAM if unset)."""
+    chain = default_chain(environ, None, config.metadata_url, config.use_metadata)
+    credentials = RememberingCredentials(chain)
+    try:
+        credentials.get()
+    except CredentialsNotFound:
         raise ConfigError(
-            "credentials: set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK, or run with --simulate"
+            "credentials: none found; set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK (or their "
+            "_FILE variants), write ~/.huaweicloud/credentials, use --cph.metadata on an ECS, "
+            "or run with --simulate"
+        ) from None
+    except CredentialError as exc:
+        raise ConfigError(f"credentials: {exc}") from None
+    if not config.project_id:
+        import requests
+
+        resolver = ProjectIdResolver(
+            requests.Session(), chain, iam_endpoint=config.iam_endpoint or None, environ=environ
         )
-    token = environ.get("HUAWEICLOUD_SDK_SECURITY_TOKEN", "").strip() or None
-    return Credentials(access_key, secret_key, token)
+        try:
+            project_id = resolver.resolve(config.region)
+        except ProjectLookupError as exc:
+            raise ConfigError(
+                f"--cph.project-id: not set, and the IAM lookup failed: {exc}"
+            ) from None
+        config = dataclasses.replace(config, project_id=project_id)
+    return config, credentials
 
 
 def _fail(message: str) -> int:
@@ -218,11 +306,17 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             from cph_exporter.simulated import SimulatedProject  # only needed here
 
             simulated = SimulatedProject.start(config)
-            config, credentials = simulated.config, simulated.credentials
+            config, fixed = simulated.config, simulated.credentials
+            logsetup.configure(config.log_level, config.log_format, fixed.secrets)
+            exporter = Exporter(config, lambda: fixed)
         else:
-            credentials = credentials_from_env(environ)
-        logsetup.configure(config.log_level, config.log_format, credentials.secrets)
-        exporter = Exporter(config, lambda: credentials)
+            logsetup.configure(config.log_level, config.log_format, tuple)
+            config, credentials = real_project(config, environ)
+            logsetup.configure(config.log_level, config.log_format, credentials.secrets)
+            log.info("using credentials from %s", credentials.chain.describe())
+            exporter = Exporter(
+                config, credentials.get, on_auth_failure=credentials.chain.invalidate
+            )
     except ConfigError as exc:
         if simulated is not None:
             simulated.stop()

@@ -13,8 +13,10 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
+from cph_exporter.credential_sources import CredentialError
 from cph_exporter.errors import ApiError, error_fields
 from cph_exporter.self_metrics import ApiMetrics
 
@@ -96,6 +98,9 @@ class CphClient:
         self.session = session or requests.Session()
         self.session.auth = auth
         self.session.verify = verify
+        if verify is False:
+            # Said once, loudly, at start; not once per request.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self.session.headers["User-Agent"] = "cph-exporter"
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("https://", adapter)
@@ -148,12 +153,16 @@ class CphClient:
         deadline: float | None,
     ) -> Mapping[str, Any]:
         retry = 0
+        reread_credentials = False
         while True:
             try:
                 return self._get_once(operation, path, params, deadline)
             except ApiError as error:
-                if error.is_auth_failure and self._on_auth_failure is not None:
+                if error.is_auth_failure and self._on_auth_failure and not reread_credentials:
+                    # Rotated keys: re-read the sources and try once more before giving up.
                     self._on_auth_failure()
+                    reread_credentials = True
+                    continue
                 if not error.is_retryable or retry + 1 >= self._retry.attempts:
                     raise
                 with self._rng_lock:
@@ -187,6 +196,8 @@ class CphClient:
         except requests.RequestException as exc:
             self._observe(operation, "error", started)
             raise ApiError(operation, f"request failed: {type(exc).__name__}") from None
+        except CredentialError as exc:  # raised while signing: no request was sent
+            raise ApiError(operation, f"no credentials: {exc}") from None
         body = response.content
         self._observe(operation, str(response.status_code), started)
         code, msg, request_id = error_fields(body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +29,11 @@ class Config:
     region: str = ""
     project_id: str = ""
     endpoint: str = ""
+    iam_endpoint: str = ""
+    use_metadata: bool = False
+    metadata_url: str = "http://169.254.169.254"
+    ca_file: str | None = None
+    insecure_skip_verify: bool = False
     server_ids: tuple[str, ...] = ()
     concurrency: int = 16
     request_timeout: float = 10.0
@@ -103,18 +109,22 @@ def validate(config: Config) -> Config:
     for server_id in config.server_ids:
         if not _IDENTIFIER.match(server_id):
             raise fail("--cph.server-id", f"not a server ID: {server_id!r}")
+    if config.ca_file is not None and not os.path.isfile(config.ca_file):
+        raise fail("--cph.ca-file", f"file not found: {config.ca_file}")
+    for setting, url_text in (
+        ("--cph.metadata-url", config.metadata_url),
+        ("--cph.iam-endpoint", config.iam_endpoint),
+    ):
+        if url_text and urlsplit(url_text).scheme not in ("http", "https"):
+            raise fail(setting, f"not an http(s) URL: {url_text!r}")
     if config.simulate:
         return config
     if not config.region:
         raise fail("--cph.region", "required (for example cn-north-4), or run with --simulate")
     if not _REGION.match(config.region):
         raise fail("--cph.region", f"not a region name: {config.region!r}")
-    if not config.project_id:
-        raise fail(
-            "--cph.project-id",
-            "required (or set HUAWEICLOUD_SDK_PROJECT_ID), or run with --simulate",
-        )
-    if not _IDENTIFIER.match(config.project_id):
+    # No project ID: it is looked up from the region through IAM once credentials are known.
+    if config.project_id and not _IDENTIFIER.match(config.project_id):
         raise fail("--cph.project-id", f"not a project ID: {config.project_id!r}")
     endpoint = config.endpoint or ENDPOINT_TEMPLATE.format(region=config.region)
     url = urlsplit(endpoint)

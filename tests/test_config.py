@@ -53,7 +53,9 @@ def test_project_id_from_env_and_repeatable_server_ids() -> None:
     ("argv", "setting"),
     [
         (["--cph.project-id", "p"], "--cph.region"),
-        (["--cph.region", "cn-north-4"], "--cph.project-id"),
+        (["--cph.region", "cn-north-4", "--cph.project-id", "a/b"], "--cph.project-id"),
+        ([*BASE, "--cph.ca-file", "/nonexistent/ca.pem"], "--cph.ca-file"),
+        ([*BASE, "--cph.metadata-url", "file:///etc"], "--cph.metadata-url"),
         ([*BASE, "--cph.endpoint", "ftp://x"], "--cph.endpoint"),
         ([*BASE, "--cph.endpoint", "https://user:pw@x"], "--cph.endpoint"),
         ([*BASE, "--web.telemetry-path", "metrics"], "--web.telemetry-path"),
@@ -71,7 +73,7 @@ def test_bad_settings_name_the_setting(argv: list[str], setting: str) -> None:
 
 
 def test_missing_credentials() -> None:
-    with pytest.raises(ConfigError, match="HUAWEICLOUD_SDK_AK"):
+    with pytest.raises(ConfigError, match="HUAWEICLOUD_SDK_SK"):
         credentials_from_env({"HUAWEICLOUD_SDK_AK": "ak"})
     creds = credentials_from_env(
         {
@@ -98,8 +100,9 @@ def run_cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.Complet
     ("argv", "needle"),
     [
         (["--cache.ttl", "soon", "--simulate"], "--cache.ttl"),
-        (["--cph.region", "cn-north-4"], "--cph.project-id"),
+        (["--cph.region", "cn-north-4"], "credentials: none found"),
         ([*BASE], "HUAWEICLOUD_SDK_AK"),
+        ([*BASE], "--simulate"),
         (["--simulate", "--web.listen-address", "nonsense"], "--web.listen-address"),
     ],
 )
@@ -128,3 +131,42 @@ def test_taken_port_is_one_line() -> None:
 def test_version_and_help() -> None:
     assert run_cli("--version").stdout.startswith("cph-exporter ")
     assert "--web.listen-address" in run_cli("--help").stdout
+
+
+def test_project_id_is_looked_up_through_iam_and_a_miss_is_one_line() -> None:
+    """No --cph.project-id: the start asks IAM (a local stand-in here) and fails clearly."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    asked: list[str] = []
+
+    class Iam(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            asked.append(self.path)
+            body = json.dumps({"projects": [{"id": "abc", "name": "cn-east-3"}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Iam) as iam:
+        threading.Thread(target=iam.serve_forever, daemon=True).start()
+        secret = "sk-that-must-not-leak-91ab"
+        result = run_cli(
+            "--cph.region",
+            "cn-north-4",
+            "--cph.iam-endpoint",
+            f"http://127.0.0.1:{iam.server_address[1]}",
+            env={"HUAWEICLOUD_SDK_AK": "AKTEST", "HUAWEICLOUD_SDK_SK": secret},
+        )
+        iam.shutdown()
+    assert asked and asked[0].startswith("/v3/projects?name=cn-north-4")
+    assert result.returncode == 2
+    assert result.stderr.count("cph-exporter: --cph.project-id:") == 1
+    assert "no project named 'cn-north-4'" in result.stderr
+    assert secret not in result.stderr

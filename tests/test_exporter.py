@@ -258,3 +258,43 @@ def test_http_endpoints(simulator: CphSimulator, make_exporter: ExporterFactory)
     )
     assert zipped.headers["Content-Encoding"] == "gzip"
     assert "cph_server_state" in zipped.text
+
+
+def test_rotated_keys_are_reread_after_a_401() -> None:
+    """Keys rotated under a running exporter: the 401 makes it re-read its sources."""
+    import dataclasses
+
+    from cph_exporter.app import Exporter
+    from cph_exporter.config import Config
+    from cph_exporter.credential_sources import ChainCredentials, EnvCredentials
+
+    api_keys = {SIMULATOR_ACCESS_KEY: SIMULATOR_SECRET_KEY}  # read by the simulator per request
+    simulator = CphSimulator(fleet(), api_keys, SIMULATOR_PROJECT_ID)
+    simulator.start()
+    environ = {
+        "HUAWEICLOUD_SDK_AK": SIMULATOR_ACCESS_KEY,
+        "HUAWEICLOUD_SDK_SK": SIMULATOR_SECRET_KEY,
+    }
+    chain = ChainCredentials([EnvCredentials(environ)])
+    config = dataclasses.replace(
+        Config(),
+        listen_address="127.0.0.1:0",
+        region="r",
+        project_id=SIMULATOR_PROJECT_ID,
+        endpoint=simulator.url,
+        cache_ttl=0.2,
+    )
+    exporter = Exporter(config, chain.get, on_auth_failure=chain.invalidate)
+    exporter.start()
+    try:
+        assert samples(scrape(exporter))["cph_up"][0][1] == 1
+        # Rotate: the API now knows only the new key, and so does the environment.
+        api_keys[SIMULATOR_ACCESS_KEY] = "rotated-secret-key"
+        environ["HUAWEICLOUD_SDK_SK"] = "rotated-secret-key"
+        time.sleep(0.3)
+        got = samples(scrape(exporter))
+    finally:
+        exporter.close()
+        simulator.stop()
+    assert got["cph_up"][0][1] == 1
+    assert_complete(got, fleet())
