@@ -575,15 +575,10 @@ def test_fleet_shape() -> None:
     assert all(BANDWIDTH_TIME.fullmatch(b["update_time"]) for b in bandwidths)
 
 
-def test_large_fleet_is_cheap() -> None:
-    best = min(_timed(lambda: generate_fleet(10000)) for _ in range(2))
-    assert best < 1.0
-
-
-def _timed(action: Any) -> float:
-    started = time.perf_counter()
-    action()
-    return time.perf_counter() - started
+def test_large_fleet_is_complete_and_unique() -> None:
+    # Its speed is the benchmark's business (benchmarks/), not a timed unit test's.
+    fleet = generate_fleet(10000)
+    assert len({s["server_id"] for s in fleet}) == 10000
 
 
 def test_documented_examples_keep_the_pages_quirks() -> None:
