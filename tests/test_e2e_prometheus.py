@@ -1,0 +1,349 @@
+"""End to end: a real Prometheus scrapes the exporter running on its simulator.
+
+The exporter (`python -m cph_exporter --simulate`) and Debian's `prometheus` run as
+subprocesses on loopback. Prometheus loads a copy of prometheus/alerts.yml whose `for`
+durations are cut to seconds, so the alerts fire within the test. The simulated fleet
+(`generate_fleet(60)` plus the documented examples) is the oracle for which servers must
+alert, and every Grafana dashboard query must return data from this Prometheus.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import requests
+import yaml
+from test_rules import CONTRACT, HISTOGRAMS, dashboard_queries, readme_metrics
+
+REPO = Path(__file__).resolve().parents[1]
+ALERTS = REPO / "prometheus" / "alerts.yml"
+DASHBOARDS = sorted((REPO / "grafana" / "dashboards").glob("*.json"))
+PROMETHEUS = shutil.which("prometheus")
+SERVERS = 60
+TTL = "5s"
+SHORT_FOR = "2s"
+SETTLE_TIMEOUT = 60.0  # seconds to wait for the target and the alerts
+
+pytestmark = [
+    pytest.mark.skipif(
+        PROMETHEUS is None,
+        reason="prometheus not found: install Debian's 'prometheus' package (.ci/run does)",
+    ),
+    pytest.mark.timeout(300),
+]
+
+# Server status code -> cph_server_state (issue 2); anything else is "unknown".
+STATES = {0: "creating", 1: "creating", 3: "creating", 4: "creating", 2: "abnormal"}
+STATES |= {5: "normal", 8: "frozen", 10: "stopped", 11: "stopping", 12: "stop_failed"}
+STATES |= {13: "starting"}
+SERVER_ALERTS = {
+    "CphServerAbnormal": ("abnormal", "critical"),
+    "CphServerFrozen": ("frozen", "warning"),
+    "CphServerStopFailed": ("stop_failed", None),
+    "CphServerStuckCreating": ("creating", None),
+    "CphServerUnknownStatus": ("unknown", None),
+}
+GRAFANA_VARS = {"__rate_interval": "1m", "__interval": "15s", "__range": "5m"}
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = SETTLE_TIMEOUT) -> T:
+    """Poll `probe` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            result = probe()
+        except (requests.RequestException, ValueError) as exc:
+            last = exc
+        else:
+            if result:
+                return result
+            last = result
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def start(args: list[str], log: Path, ready_url: str) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"{args[0]} exited with {proc.returncode}:\n{tail(log)}")
+        return requests.get(ready_url, timeout=2).status_code == 200
+
+    try:
+        wait_for(f"{ready_url}\n{log}", ready, timeout=30)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc
+
+
+@pytest.fixture(scope="module")
+def exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("exporter") / "exporter.log"
+    url = f"http://127.0.0.1:{free_port()}"
+    args = [sys.executable, "-m", "cph_exporter", "--simulate"]
+    args += ["--simulate.servers", str(SERVERS), "--cache.ttl", TTL]
+    args += ["--web.listen-address", url.removeprefix("http://")]
+    # /-/ready waits for a first refresh, which the first scrape triggers
+    proc = start(args, log, f"{url}/-/healthy")
+    try:
+        yield url
+    finally:
+        stop(proc)
+
+
+def short_for_rules(target: Path) -> None:
+    """prometheus/alerts.yml with every `for` cut to SHORT_FOR."""
+    spec = yaml.safe_load(ALERTS.read_text())
+    for group in spec["groups"]:
+        for rule in group["rules"]:
+            if "for" in rule:
+                rule["for"] = SHORT_FOR
+    target.write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def prometheus(exporter: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    workdir = tmp_path_factory.mktemp("prometheus")
+    short_for_rules(workdir / "alerts.yml")
+    config = {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "rule_files": ["alerts.yml"],
+        "scrape_configs": [
+            {
+                "job_name": "cph",
+                "static_configs": [{"targets": [exporter.removeprefix("http://")]}],
+            }
+        ],
+    }
+    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+    url = f"http://127.0.0.1:{free_port()}"
+    args = [
+        str(PROMETHEUS),
+        f"--config.file={workdir / 'prometheus.yml'}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address={url.removeprefix('http://')}",
+    ]
+    proc = start(args, workdir / "prometheus.log", f"{url}/-/ready")
+    try:
+        yield url
+    finally:
+        stop(proc)
+
+
+def api(prometheus: str, path: str, **params: Any) -> Any:
+    response = requests.get(f"{prometheus}/api/v1/{path}", params=params, timeout=10)
+    body = response.json()
+    assert body.get("status") == "success", f"{path} {params}: {body}"
+    return body["data"]
+
+
+def expected_servers() -> dict[str, set[str]]:
+    """server_ids per state of the simulated fleet."""
+    from cph_exporter.simulator import documented_examples, generate_fleet
+
+    fleet = generate_fleet(SERVERS) + documented_examples()
+    ids = [s["server_id"] for s in fleet]
+    assert len(ids) == len(set(ids))
+    by_state: dict[str, set[str]] = {}
+    for server in fleet:
+        state = STATES.get(int(server["status"]), "unknown")
+        by_state.setdefault(state, set()).add(server["server_id"])
+    return by_state
+
+
+def firing(alerts: list[dict], name: str) -> list[dict]:
+    return [a for a in alerts if a["labels"]["alertname"] == name and a["state"] == "firing"]
+
+
+@pytest.fixture(scope="module")
+def settled(prometheus: str) -> list[dict]:
+    """Active alerts once the target is up and every server alert has fired."""
+    by_state = expected_servers()
+
+    def target_up() -> bool:
+        targets = api(prometheus, "targets")["activeTargets"]
+        return len(targets) == 1 and targets[0]["health"] == "up"
+
+    wait_for("the exporter target to be up", target_up)
+
+    missing: dict[str, set[str]] = {}
+
+    def all_fired() -> list[dict] | None:
+        # Wait until every expected server alert fires; exactness is the tests' business.
+        alerts = api(prometheus, "alerts")["alerts"]
+        missing.clear()
+        for name, (state, _) in SERVER_ALERTS.items():
+            ids = {a["labels"]["server_id"] for a in firing(alerts, name)}
+            if by_state.get(state, set()) - ids:
+                missing[name] = by_state.get(state, set()) - ids
+        return None if missing else alerts
+
+    try:
+        return wait_for("the server alerts to fire", all_fired)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nnot firing: {missing}") from None
+
+
+def test_target_is_up_and_every_rule_evaluates(prometheus: str, settled: list[dict]) -> None:
+    (target,) = api(prometheus, "targets")["activeTargets"]
+    assert target["health"] == "up", target
+    rules = [r for g in api(prometheus, "rules")["groups"] for r in g["rules"]]
+    assert len(rules) == len(
+        [r for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]]
+    )
+    for rule in rules:
+        assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
+
+
+def test_abnormal_and_frozen_fire_for_exactly_those_servers(settled: list[dict]) -> None:
+    by_state = expected_servers()
+    assert by_state["abnormal"] and by_state["frozen"], "the simulated fleet lacks them"
+    for name, (state, severity) in SERVER_ALERTS.items():
+        alerts = firing(settled, name)
+        got = [a["labels"]["server_id"] for a in alerts]
+        want = by_state.get(state, set())
+        assert len(got) == len(set(got)), f"{name} fires twice for a server: {got}"
+        assert set(got) == want, f"{name}: extra {set(got) - want}, missing {want - set(got)}"
+        for alert in alerts:
+            labels = alert["labels"]
+            assert labels["job"] == "cph", alert
+            if severity:
+                assert labels["severity"] == severity, alert
+            text = alert["annotations"]["summary"] + alert["annotations"]["description"]
+            for label in ("server_name", "server_id", "availability_zone"):
+                assert labels[label] and labels[label] in text, (label, alert)
+
+
+def test_no_exporter_health_alert_fires(prometheus: str, settled: list[dict]) -> None:
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    (health,) = [g for g in groups if g["name"] == "cph-exporter"]
+    names = {r["alert"] for r in health["rules"]}
+    assert "CphApiDown" in names
+    # Give the short `for`s several evaluations past the server alerts before looking.
+    time.sleep(3)
+    active = [a for a in api(prometheus, "alerts")["alerts"] if a["labels"]["alertname"] in names]
+    assert not [a["labels"] for a in active if a["state"] == "firing"]
+    # One slow 1s scrape may leave CphExporterDown pending for a moment, nothing else.
+    assert {a["labels"]["alertname"] for a in active} <= {"CphExporterDown"}, active
+    up = api(prometheus, "query", query="cph_up")["result"]
+    assert [float(s["value"][1]) for s in up] == [1.0]
+
+
+def test_exporter_exposes_every_contract_metric(exporter: str) -> None:
+    text = requests.get(f"{exporter}/metrics", timeout=10).text
+    exposed = {line.split("{")[0].split()[0] for line in text.splitlines() if line[:1].isalpha()}
+    contract = readme_metrics() or CONTRACT
+    missing = {m for m in contract if m not in exposed and f"{m}_bucket" not in exposed}
+    assert not missing
+    assert {f"{h}_bucket" for h in HISTOGRAMS} <= exposed
+
+
+def dashboard_cases() -> list[Any]:
+    cases = []
+    for path in DASHBOARDS:
+        board = json.loads(path.read_text())
+        for i, query in enumerate(dashboard_queries(board)):
+            cases.append(pytest.param(query, id=f"{path.stem}-{i}"))
+    return cases
+
+
+@pytest.fixture(scope="module")
+def variables(prometheus: str, settled: list[dict]) -> dict[str, str]:
+    """Values for the dashboards' variables: a server that has bandwidths and volumes."""
+    query = (
+        "cph_server_bandwidth_size_bytes_per_second and on (server_id) cph_server_volume_size_bytes"
+    )
+    result = api(prometheus, "query", query=query)["result"]
+    assert result, "no simulated server has both bandwidths and volumes"
+    server = min((s["metric"] for s in result), key=lambda m: m["server_id"])
+    return GRAFANA_VARS | {
+        "datasource": "prometheus",
+        "az": server["availability_zone"],
+        "server": server["server_id"],
+    }
+
+
+def substitute(query: str, values: dict[str, str]) -> str:
+    def value(match: re.Match[str]) -> str:
+        return values[match.group(1) or match.group(2)]
+
+    return re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", value, query)
+
+
+def grafana_query(query: str) -> tuple[str, str | None]:
+    """A Grafana variable query as PromQL, and the label it reads (label_values)."""
+    match = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", query.strip())
+    if match:
+        return f"group by ({match.group(2)}) ({match.group(1)})", match.group(2)
+    match = re.fullmatch(r"query_result\((.*)\)", query.strip())
+    return (match.group(1) if match else query), None
+
+
+@pytest.mark.parametrize("query", dashboard_cases())
+def test_dashboard_query_returns_data(
+    prometheus: str, variables: dict[str, str], query: str
+) -> None:
+    expr, label = grafana_query(substitute(query, variables))
+    instant = api(prometheus, "query", query=expr)["result"]
+    assert instant, f"no data: {expr}"
+    if label:
+        assert all(s["metric"].get(label) for s in instant), expr
+    now = time.time()
+    ranged = api(prometheus, "query_range", query=expr, start=now - 30, end=now, step="2s")
+    assert ranged["result"], f"no data over the last 30s: {expr}"
+
+
+def test_server_variable_regex_extracts_ids_and_names(
+    prometheus: str, variables: dict[str, str]
+) -> None:
+    """The server picker shows names and uses ids, parsed from Grafana's query_result text."""
+    board = json.loads((REPO / "grafana" / "dashboards" / "cph-server-detail.json").read_text())
+    var = next(v for v in board["templating"]["list"] if v["name"] == "server")
+    expr, _ = grafana_query(substitute(var["query"]["query"], variables))
+    pattern = re.compile(var["regex"].strip("/").replace("(?<", "(?P<"))
+    result = api(prometheus, "query", query=expr)["result"]
+    assert result
+    for series in result:
+        metric = dict(series["metric"])
+        # Grafana renders name{label="value",...} value timestamp, labels as the API orders them
+        name = metric.pop("__name__")
+        labels = ",".join(f'{k}="{v}"' for k, v in metric.items())
+        match = pattern.search(f"{name}{{{labels}}} {series['value'][1]} {series['value'][0]}")
+        assert match, metric
+        assert match["value"] == metric["server_id"] and match["text"] == metric["server_name"]
