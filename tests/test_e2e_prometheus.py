@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import pytest
 import requests
 import yaml
+from test_deploy import dockerfile_instructions
 from test_rules import CONTRACT, HISTOGRAMS, dashboard_queries, readme_metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -272,6 +273,26 @@ def test_exporter_exposes_every_contract_metric(exporter: str) -> None:
     missing = {m for m in contract if m not in exposed and f"{m}_bucket" not in exposed}
     assert not missing
     assert {f"{h}_bucket" for h in HISTOGRAMS} <= exposed
+
+
+def test_dockerfile_healthcheck_probes_the_exporter(exporter: str) -> None:
+    """The image's HEALTHCHECK command, run here against the live exporter and a dead port."""
+    (healthcheck,) = [arg for op, arg in dockerfile_instructions() if op == "HEALTHCHECK"]
+    command = json.loads(healthcheck[healthcheck.index("CMD") + 3 :])
+    assert command[0] == "python"
+    command[0] = sys.executable
+    env_name = "CPH_EXPORTER_HEALTHCHECK_URL"
+    healthy = subprocess.run(
+        command, env={env_name: f"{exporter}/-/healthy"}, capture_output=True, timeout=30
+    )
+    assert healthy.returncode == 0, healthy.stderr
+    dead = subprocess.run(
+        command,
+        env={env_name: f"http://127.0.0.1:{free_port()}/-/healthy"},
+        capture_output=True,
+        timeout=30,
+    )
+    assert dead.returncode != 0
 
 
 def dashboard_cases() -> list[Any]:
