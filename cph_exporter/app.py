@@ -15,6 +15,7 @@ from cph_exporter.credentials import Credentials
 from cph_exporter.exporter_collector import ExporterCollector
 from cph_exporter.exposition import Exposition
 from cph_exporter.fleet_collector import FleetCollector
+from cph_exporter.ratelimit import RateLimitCollector, make_limiter
 from cph_exporter.refresher import Refresher
 from cph_exporter.self_metrics import ApiMetrics
 from cph_exporter.signing import AkSkAuth
@@ -45,6 +46,8 @@ class Exporter:
         self.config = config
         self.registry = CollectorRegistry(auto_describe=False)
         self.api_metrics = ApiMetrics(self.registry)
+        self.limiter = make_limiter(config.max_requests_per_second)
+        self.registry.register(RateLimitCollector(self.limiter))
         self.client = CphClient(
             config.endpoint,
             config.project_id,
@@ -55,6 +58,7 @@ class Exporter:
             pool_size=config.concurrency,
             on_auth_failure=on_auth_failure,
             verify=_tls_verification(config),
+            limiter=self.limiter,
         )
         self.refresher = Refresher(
             self.client,
@@ -95,7 +99,12 @@ class Exporter:
             host = f"[{host}]"
         return f"http://{host}:{port}"
 
+    def warm_up(self) -> None:
+        """Start the first refresh now, so /-/ready turns ready without waiting for a scrape."""
+        self.refresher.snapshot(timeout=0)
+
     def start(self) -> None:
+        self.warm_up()
         self._thread = threading.Thread(
             target=self.http.serve_forever, name="cph-http", daemon=True
         )
@@ -108,6 +117,7 @@ class Exporter:
         )
 
     def serve_forever(self) -> None:
+        self.warm_up()
         log.info("listening on %s", self.config.listen_address)
         self.http.serve_forever()
 

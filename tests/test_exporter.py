@@ -238,6 +238,7 @@ def test_failed_refresh_keeps_last_data_and_says_cph_up_0(
 
 
 def test_http_endpoints(simulator: CphSimulator, make_exporter: ExporterFactory) -> None:
+    simulator.faults.latency = 1.0  # keeps the first refresh (started at once) in flight
     exporter = make_exporter(simulator)
     ready = requests.get(exporter.url + "/-/ready", timeout=5)
     assert ready.status_code == 503  # nothing fetched yet
@@ -253,6 +254,7 @@ def test_http_endpoints(simulator: CphSimulator, make_exporter: ExporterFactory)
     assert om.headers["Content-Type"].startswith("application/openmetrics-text")
     assert om.text.endswith("# EOF\n") and om.text.count("# EOF") == 1
     assert requests.get(exporter.url + "/-/ready", timeout=5).status_code == 200
+    simulator.faults.latency = 0
     zipped = requests.get(
         exporter.url + "/metrics", headers={"Accept-Encoding": "gzip"}, timeout=30
     )
