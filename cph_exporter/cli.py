@@ -151,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="detail calls in flight at once (default %(default)s)",
     )
     add(
+        "--cph.max-requests-per-second",
+        dest="max_requests_per_second",
+        type=float,
+        default=20.0,
+        help="cap on API requests per second, halved on throttling and recovered after; "
+        "0: unlimited (default %(default)s)",
+    )
+    add(
         "--cph.request-timeout",
         dest="request_timeout",
         type=_duration,

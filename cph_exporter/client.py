@@ -18,6 +18,7 @@ from requests.adapters import HTTPAdapter
 
 from cph_exporter.credential_sources import CredentialError
 from cph_exporter.errors import ApiError, error_fields
+from cph_exporter.ratelimit import RateLimiter
 from cph_exporter.self_metrics import ApiMetrics
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,14 @@ LIST_SERVERS = "ListCloudPhoneServers"
 GET_SERVER = "GetCloudPhoneServerDetail"
 PAGE_SIZE = 100  # the API's largest page
 CONNECT_TIMEOUT = 3.05
+
+
+class DeadlineError(ApiError):
+    """No time is left for this request before its deadline: retrying cannot help."""
+
+    @property
+    def is_retryable(self) -> bool:
+        return False
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,7 @@ class CphClient:
         sleep: Callable[[float], None] = time.sleep,
         on_auth_failure: Callable[[], None] | None = None,
         verify: bool | str = True,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._base = f"{endpoint.rstrip('/')}/v1/{quote(project_id, safe='')}/cloud-phone"
         self._metrics = metrics
@@ -93,6 +103,7 @@ class CphClient:
         self._max_pages = max_pages
         self._sleep = sleep
         self._on_auth_failure = on_auth_failure
+        self._limiter = limiter  # every request, retries included, takes a token first
         self._rng = random.Random()
         self._rng_lock = threading.Lock()
         self.session = session or requests.Session()
@@ -181,11 +192,16 @@ class CphClient:
         params: Mapping[str, Any] | None,
         deadline: float | None,
     ) -> Mapping[str, Any]:
+        permit = None
+        if self._limiter is not None:
+            permit = self._limiter.acquire(deadline)
+            if permit is None:
+                raise DeadlineError(operation, "rate limit: no request slot before the deadline")
         read_timeout = self._read_timeout
         if deadline is not None:
             read_timeout = min(read_timeout, deadline - time.monotonic())
             if read_timeout <= 0:
-                raise ApiError(operation, "no time left before the scrape deadline")
+                raise DeadlineError(operation, "no time left before the deadline")
         started = time.monotonic()
         try:
             response = self.session.get(
@@ -202,6 +218,11 @@ class CphClient:
         self._observe(operation, str(response.status_code), started)
         code, msg, request_id = error_fields(body)
         request_id = request_id or response.headers.get("X-Request-Id", "")
+        if permit is not None and self._limiter is not None:
+            if response.status_code == 429 or code == "APIGW.0308":
+                self._limiter.throttled(permit)
+            else:
+                self._limiter.succeeded(permit)
         if response.status_code != 200:
             raise ApiError(
                 operation,

@@ -36,6 +36,7 @@ class Config:
     insecure_skip_verify: bool = False
     server_ids: tuple[str, ...] = ()
     concurrency: int = 16
+    max_requests_per_second: float = 20.0  # 0: unlimited; see README, "Request rate"
     request_timeout: float = 10.0
     refresh_timeout: float = 60.0
     max_pages: int = 1000
@@ -97,6 +98,8 @@ def validate(config: Config) -> Config:
             raise fail(setting, "must be greater than zero")
     if config.cache_max_stale < config.cache_ttl:
         raise fail("--cache.max-stale", "must be at least --cache.ttl")
+    if not 0 <= config.max_requests_per_second < float("inf"):
+        raise fail("--cph.max-requests-per-second", "must be a number >= 0 (0: unlimited)")
     for setting, number in (
         ("--cph.concurrency", config.concurrency),
         ("--web.max-requests", config.max_requests),

@@ -48,6 +48,8 @@ def make_exporter() -> Iterator[ExporterFactory]:
     def build(
         sim: CphSimulator, credentials: Credentials = GOOD_CREDENTIALS, **settings: Any
     ) -> Exporter:
+        # The rate cap has its own tests; elsewhere it would only slow the suite down.
+        settings.setdefault("max_requests_per_second", 0.0)
         config = dataclasses.replace(
             Config(),
             listen_address="127.0.0.1:0",

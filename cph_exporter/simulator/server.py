@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,6 +62,7 @@ class Faults:
     retry_after: str | None
     broken_details: dict[str, str]
     list_fault: str | None
+    max_rps: float
     _lock: threading.Lock
 
     def __init__(
@@ -71,6 +72,7 @@ class Faults:
         retry_after: str | None = None,
         broken_details: dict[str, str] | None = None,
         list_fault: str | None = None,
+        max_rps: float = 0.0,
     ) -> None:
         object.__setattr__(self, "_lock", threading.Lock())
         self.latency = latency
@@ -78,9 +80,12 @@ class Faults:
         self.retry_after = retry_after
         self.broken_details = {} if broken_details is None else broken_details
         self.list_fault = list_fault
+        # Like the gateway's per-user policy: calls beyond this many in any one second get
+        # 429 APIGW.0308 (0: no limit).
+        self.max_rps = max_rps
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in ("latency", "throttle_every") and value < 0:
+        if name in ("latency", "throttle_every", "max_rps") and value < 0:
             raise ValueError(f"{name} must be >= 0")
         if name == "list_fault" and value is not None and value not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {value!r}")
@@ -95,13 +100,14 @@ class Faults:
                 self.retry_after,
                 dict(self.broken_details),
                 self.list_fault,
+                self.max_rps,
             )
 
     def __repr__(self) -> str:
         return (
             f"Faults(latency={self.latency!r}, throttle_every={self.throttle_every!r}, "
             f"retry_after={self.retry_after!r}, broken_details={self.broken_details!r}, "
-            f"list_fault={self.list_fault!r})"
+            f"list_fault={self.list_fault!r}, max_rps={self.max_rps!r})"
         )
 
 
@@ -205,6 +211,8 @@ class CphSimulator:
         self._calls: Counter[str] = Counter()
         self._detail_calls: Counter[str] = Counter()
         self._served = 0  # authenticated API calls, numbered for throttling
+        self._recent: deque[float] = deque()  # arrival times of calls let through max_rps
+        self._throttled = 0
         self._httpd: _HttpServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -270,11 +278,19 @@ class CphSimulator:
         with self._lock:
             return Counter(self._detail_calls)
 
+    @property
+    def throttled(self) -> int:
+        """Calls answered 429, by throttle_every or by max_rps."""
+        with self._lock:
+            return self._throttled
+
     def reset_counters(self) -> None:
         with self._lock:
             self._calls.clear()
             self._detail_calls.clear()
             self._served = 0
+            self._recent.clear()
+            self._throttled = 0
 
     # ---- request handling ----
 
@@ -296,17 +312,33 @@ class CphSimulator:
         if refused is not None:
             return refused
         faults = self.faults.snapshot()
+        retry = (("Retry-After", faults.retry_after),) if faults.retry_after else ()
+        if faults.max_rps and self._over_rate(faults.max_rps):
+            return _error(429, "APIGW.0308", THROTTLE_MESSAGE, *retry)  # at the gateway: fast
         if faults.latency:
             time.sleep(faults.latency)
         with self._lock:
             self._served += 1
             served = self._served
         if faults.throttle_every and served % faults.throttle_every == 0:
-            retry = (("Retry-After", faults.retry_after),) if faults.retry_after else ()
+            with self._lock:
+                self._throttled += 1
             return _error(429, "APIGW.0308", THROTTLE_MESSAGE, *retry)
         if server_id is None:
             return self._list(parse_qs(url.query, keep_blank_values=True), fleet, faults)
         return self._detail(server_id, fleet, faults)
+
+    def _over_rate(self, max_rps: float) -> bool:
+        """True, and counted, when this call exceeds max_rps in the last second."""
+        with self._lock:
+            now = time.monotonic()
+            while self._recent and now - self._recent[0] >= 1.0:
+                self._recent.popleft()
+            if len(self._recent) >= max_rps:
+                self._throttled += 1
+                return True
+            self._recent.append(now)
+            return False
 
     def _refusal(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes, project: str
