@@ -449,7 +449,9 @@ class _Parser:
             return "a mapping"
         if isinstance(node, yaml.SequenceNode):
             return "a list"
-        return f"the scalar {_show(str(node.value))}"
+        # Named by type only: a misplaced value may be a password pasted by mistake.
+        kinds = {"bool": "true/false", "int": "a number", "float": "a number"}
+        return kinds.get(str(node.tag).rsplit(":", 1)[-1], "a string")
 
     def mapping(
         self, node: yaml.Node, keypath: str, allowed: tuple[str, ...] | None
