@@ -599,3 +599,105 @@ def test_list_entry_drops_detail_only_fields_without_mutating() -> None:
     assert not {"band_widths", "volumes", "security_groups", "request_id"} & entry.keys()
     assert entry["status"] == 5 and entry["update_time"] == "2021-02-18T11:50:14Z"
     assert "volumes" in second
+
+
+# ---- faults for the fault suite (tests/test_faults.py) ----
+
+
+def list_pages(api: requests.Session, sim: CphSimulator, pages: int) -> list[list[dict[str, Any]]]:
+    return [
+        api.get(servers_url(sim), params={"offset": 100 * n}, timeout=10).json()["servers"]
+        for n in range(pages)
+    ]
+
+
+@pytest.mark.parametrize("where", ["list", "detail"])
+def test_reset_closes_the_connection_without_an_answer(
+    sim: CphSimulator, api: requests.Session, where: str
+) -> None:
+    if where == "list":
+        sim.faults.list_fault = "reset"
+        url = servers_url(sim)
+    else:
+        sim.faults.broken_details[NORMAL["server_id"]] = "reset"
+        url = f"{servers_url(sim)}/{NORMAL['server_id']}"
+    with pytest.raises(requests.ConnectionError):
+        api.get(url, timeout=10)
+    # The next request on a fresh connection is served as usual.
+    assert detail(api, sim, FLEET[1]["server_id"]).status_code == 200
+
+
+def test_endless_list_is_full_on_every_page_with_fresh_ids(
+    sim: CphSimulator, api: requests.Session
+) -> None:
+    sim.faults.endless_list = True
+    far = api.get(servers_url(sim), params={"offset": 100_000}, timeout=10).json()
+    assert len(far["servers"]) == 100 and far["count"] > 100_100
+    pages = list_pages(api, sim, 4)
+    ids = [s["server_id"] for page in pages for s in page]
+    assert all(len(page) == 100 for page in pages)
+    assert len(set(ids)) == 400 and not set(ids) & set(BY_ID)
+    # Their details are served, with the fleet's data under the fresh id.
+    body = detail(api, sim, ids[-1]).json()
+    assert body["server_id"] == body["server_name"] == ids[-1]
+    assert body["create_time"] and body["addresses"]
+    assert detail(api, sim, "endless-nonsense").status_code == 404
+    sim.faults.endless_list = False
+    assert detail(api, sim, ids[0]).status_code == 404
+
+
+def test_repeat_on_pages_carries_the_last_server_of_the_previous_page(
+    sim: CphSimulator, api: requests.Session
+) -> None:
+    sim.faults.repeat_on_pages = True
+    pages = list_pages(api, sim, 3)
+    assert [len(p) for p in pages] == [100, 100, 52]  # 250 servers, two of them twice
+    assert pages[1][0] == pages[0][-1] and pages[2][0] == pages[1][-1]
+    ids = [s["server_id"] for page in pages for s in page]
+    assert len(ids) == 252 and set(ids) == set(BY_ID)  # nothing lost, two repeated
+
+
+def test_list_hook_runs_after_each_page_is_built(sim: CphSimulator, api: requests.Session) -> None:
+    offsets: list[int] = []
+    newest = max(FLEET, key=lambda s: (s["create_time"], s["server_id"]))
+
+    def hook(offset: int) -> None:
+        offsets.append(offset)
+        sim.set_servers([s for s in FLEET if s is not newest])  # gone once the page is built
+
+    sim.faults.list_hook = hook
+    first = api.get(servers_url(sim), timeout=10).json()
+    assert first["servers"][0]["server_id"] == newest["server_id"]
+    assert detail(api, sim, newest["server_id"]).status_code == 404
+    api.get(servers_url(sim), params={"offset": 100}, timeout=10)
+    assert offsets == [0, 100]
+
+
+def test_raw_details_are_served_byte_for_byte(sim: CphSimulator, api: requests.Session) -> None:
+    raw = b'{"server_id": "x", "volumes": [], "volumes": [{"volume_id": "v"}], "n": NaN}'
+    sim.faults.raw_details[NORMAL["server_id"]] = raw
+    response = detail(api, sim, NORMAL["server_id"])
+    assert (response.status_code, response.content) == (200, raw)
+    assert response.headers["Content-Type"].startswith("application/json")
+
+
+def test_awkward_values_in_the_fleet_are_served_as_json_allows() -> None:
+    odd = dict(FLEET[0])
+    odd.update(
+        server_name='q"uo\\te\nnew\ud800' + "x" * 10_000,
+        status="5",
+        volumes=[
+            {"volume_id": "v1", "volume_size": None},
+            {"volume_id": "v2", "volume_size": 1e308},
+        ],
+        band_widths=[{"band_width_id": "b", "band_width_size": float("nan")}],
+    )
+    with CphSimulator([odd], {AK: SK}, PROJECT) as simulator, session() as s:
+        response = detail(s, simulator, odd["server_id"])
+        assert b"NaN" in response.content and b"\\ud800" in response.content
+        # The stdlib reads NaN (simplejson, which requests prefers when installed, does not).
+        body = json.loads(response.content)
+        assert body["server_name"] == odd["server_name"] and body["status"] == "5"
+        assert [v["volume_size"] for v in body["volumes"]] == [None, 1e308]
+        listed = json.loads(s.get(servers_url(simulator), timeout=10).content)["servers"]
+        assert listed[0]["server_name"] == odd["server_name"]

@@ -7,12 +7,13 @@ import contextlib
 import json
 import re
 import socket
+import struct
 import sys
 import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -34,6 +35,7 @@ FAULT_KINDS = frozenset(
         "truncated",
         "json_error_200",
         "wrong_types",
+        "reset",  # the connection is closed (RST) without any answer
     }
 )
 THROTTLE_MESSAGE = (
@@ -55,6 +57,13 @@ class Faults:
     Assignments are validated and made under a lock; the server reads one consistent
     `snapshot()` per request. `broken_details` maps server_id -> fault kind and may also be
     mutated in place.
+
+    For the list: `endless_list` makes every page full, with fresh server ids on each (whose
+    details are served too); `repeat_on_pages` starts every page after the first with the
+    last server of the previous one, as when a server is created while listing; `list_hook`
+    is called with the offset after each page is built (to change the fleet between pages,
+    or between the list and the details). `raw_details` maps server_id -> a body served
+    as-is with 200, for what json.dumps cannot write (duplicate keys, say).
     """
 
     latency: float
@@ -63,6 +72,10 @@ class Faults:
     broken_details: dict[str, str]
     list_fault: str | None
     max_rps: float
+    endless_list: bool
+    repeat_on_pages: bool
+    list_hook: Callable[[int], None] | None
+    raw_details: dict[str, bytes]
     _lock: threading.Lock
 
     def __init__(
@@ -73,6 +86,10 @@ class Faults:
         broken_details: dict[str, str] | None = None,
         list_fault: str | None = None,
         max_rps: float = 0.0,
+        endless_list: bool = False,
+        repeat_on_pages: bool = False,
+        list_hook: Callable[[int], None] | None = None,
+        raw_details: dict[str, bytes] | None = None,
     ) -> None:
         object.__setattr__(self, "_lock", threading.Lock())
         self.latency = latency
@@ -83,6 +100,10 @@ class Faults:
         # Like the gateway's per-user policy: calls beyond this many in any one second get
         # 429 APIGW.0308 (0: no limit).
         self.max_rps = max_rps
+        self.endless_list = endless_list
+        self.repeat_on_pages = repeat_on_pages
+        self.list_hook = list_hook
+        self.raw_details = {} if raw_details is None else raw_details
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in ("latency", "throttle_every", "max_rps") and value < 0:
@@ -101,13 +122,19 @@ class Faults:
                 dict(self.broken_details),
                 self.list_fault,
                 self.max_rps,
+                self.endless_list,
+                self.repeat_on_pages,
+                self.list_hook,
+                dict(self.raw_details),
             )
 
     def __repr__(self) -> str:
         return (
             f"Faults(latency={self.latency!r}, throttle_every={self.throttle_every!r}, "
             f"retry_after={self.retry_after!r}, broken_details={self.broken_details!r}, "
-            f"list_fault={self.list_fault!r}, max_rps={self.max_rps!r})"
+            f"list_fault={self.list_fault!r}, max_rps={self.max_rps!r}, "
+            f"endless_list={self.endless_list!r}, repeat_on_pages={self.repeat_on_pages!r}, "
+            f"list_hook={self.list_hook!r}, raw_details={self.raw_details!r})"
         )
 
 
@@ -117,6 +144,21 @@ class _Response:
     body: bytes
     content_type: str = _JSON
     headers: tuple[tuple[str, str], ...] = ()
+
+
+_RESET = _Response(0, b"")  # no answer: the handler resets the connection
+_ENDLESS_PREFIX = "endless-"
+
+
+def _endless_server(fleet: _Fleet, position: int) -> dict[str, Any] | None:
+    """The server at `position` of a list that never ends: the fleet again, with fresh ids."""
+    if not fleet.newest_first or position < 0:
+        return None
+    name = f"{_ENDLESS_PREFIX}{position:010d}"
+    return fleet.newest_first[position % len(fleet.newest_first)] | {
+        "server_id": name,
+        "server_name": name,
+    }
 
 
 @dataclass(frozen=True)
@@ -183,6 +225,8 @@ def _faulty(kind: str, payload: dict[str, Any] | None, not_found: _Response) -> 
         return _Response(200, body[: len(body) // 2])
     if kind == "json_error_200":
         return _error(200, "CPH.0100500", "System error, please try again later.")
+    if kind == "reset":
+        return _RESET
     return _error(500, "SIM.0500", f"simulator: unknown fault kind {kind!r}")
 
 
@@ -372,11 +416,21 @@ class CphSimulator:
             and (status is None or s.get("status") == status)
             and (version is None or s.get("network_version") == version)
         ]
+        # Repeating: page k starts one server earlier than the one before it did.
+        start = offset - offset // limit if faults.repeat_on_pages else offset
+        chosen = matching[start : start + limit]
+        count = len(matching)
+        if faults.endless_list:
+            endless = (_endless_server(fleet, offset + i) for i in range(limit))
+            chosen = [s for s in endless if s is not None]
+            count = offset + 2 * limit  # always more to come
         page = {
             "request_id": _request_id(),
-            "count": len(matching),
-            "servers": [list_entry(s) for s in matching[offset : offset + limit]],
+            "count": count,
+            "servers": [list_entry(s) for s in chosen],
         }
+        if faults.list_hook is not None:
+            faults.list_hook(offset)
         not_found = _error(404, "APIGW.0101", "The API does not exist or has not been published")
         if faults.list_fault == "wrong_types":
             return _json(200, _wrong_types_list(page))
@@ -386,6 +440,11 @@ class CphSimulator:
 
     def _detail(self, server_id: str, fleet: _Fleet, faults: Faults) -> _Response:
         found = fleet.by_id.get(server_id)
+        if found is None and faults.endless_list and server_id.startswith(_ENDLESS_PREFIX):
+            found = _endless_server(fleet, _int_or(server_id[len(_ENDLESS_PREFIX) :], -1))
+        raw = faults.raw_details.get(server_id)
+        if raw is not None:
+            return _Response(200, raw)
         detail = None if found is None else found | {"request_id": _request_id()}
         not_found = _error(404, "CPH.0100404", f"The cloud phone server {server_id} does not exist")
         kind = faults.broken_details.get(server_id)
@@ -394,6 +453,13 @@ class CphSimulator:
         if kind is not None:
             return _faulty(kind, detail, not_found)
         return not_found if detail is None else _json(200, detail)
+
+
+def _int_or(text: str, default: int) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return default
 
 
 def _int_param(
@@ -462,6 +528,11 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length > 0 else b""
         headers = dict(self.headers.items())
         response = self.server.simulator._respond(self.command, self.path, headers, body)
+        if response is _RESET:
+            # Linger 0: closing sends RST at once, and the client sees a reset connection.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            return
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
