@@ -20,6 +20,7 @@ from cph_exporter.refresher import Refresher
 from cph_exporter.self_metrics import ApiMetrics
 from cph_exporter.signing import AkSkAuth
 from cph_exporter.web import ExporterHandlerContext, ExporterHTTPServer, make_server
+from cph_exporter.webconfig import ReloadingWebConfig
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +87,20 @@ class Exporter:
                 config.scrape_timeout,
                 config.max_requests,
             ),
+            ReloadingWebConfig(config.web_config_file) if config.web_config_file else None,
         )
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
+        scheme = "https" if self.http.web_config and self.http.web_config.ssl_context() else "http"
         host, port = self.http.server_address[:2]
         host = str(host)
         if host in ("", "0.0.0.0", "::"):
             host = "127.0.0.1"
         elif ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{port}"
+        return f"{scheme}://{host}:{port}"
 
     def warm_up(self) -> None:
         """Start the first refresh now, so /-/ready turns ready without waiting for a scrape."""

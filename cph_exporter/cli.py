@@ -31,6 +31,7 @@ from cph_exporter.credential_sources import (
     default_chain,
 )
 from cph_exporter.credentials import Credentials
+from cph_exporter.webconfig import WebConfigError
 
 if TYPE_CHECKING:
     from cph_exporter.simulated import SimulatedProject
@@ -329,6 +330,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         if simulated is not None:
             simulated.stop()
         return _fail(str(exc))
+    except WebConfigError as exc:
+        if simulated is not None:
+            simulated.stop()
+        return _fail(f"--web.config.file: {exc}")
     except OSError as exc:  # the listen address is taken or not ours
         if simulated is not None:
             simulated.stop()

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import gzip
 import html
 import logging
 import socket
 import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from cph_exporter.exposition import Exposition
+from cph_exporter.exposition import Exposition, accepts_gzip
 from cph_exporter.refresher import Refresher
+from cph_exporter.webconfig import ReloadingWebConfig, WebConfigHTTPServer, WebConfigRequestHandler
 
 log = logging.getLogger(__name__)
 
@@ -45,25 +43,26 @@ class ExporterHandlerContext:
         telemetry_path: str,
         default_scrape_timeout: float,
         max_in_flight: int,
-        check_access: Callable[[BaseHTTPRequestHandler], bool] | None = None,
-        extra_headers: Callable[[], dict[str, str]] | None = None,
     ) -> None:
         self.refresher = refresher
         self.exposition = exposition
         self.telemetry_path = telemetry_path
         self.default_scrape_timeout = default_scrape_timeout
         self.scrape_slots = threading.BoundedSemaphore(max_in_flight)
-        self.check_access = check_access
-        self.extra_headers = extra_headers
 
 
-class ExporterHandler(BaseHTTPRequestHandler):
+class ExporterHandler(WebConfigRequestHandler):
+    """Basic auth and the configured response headers come from the web config."""
+
     server_version = "cph-exporter"
     protocol_version = "HTTP/1.1"
+    # Headers and body parts go out as separate writes: without this, Nagle's algorithm
+    # and the client's delayed ACK can hold the last small part back for tens of ms.
+    disable_nagle_algorithm = True
     context: ExporterHandlerContext  # set on a subclass by make_server
 
     def do_GET(self) -> None:
-        if self.context.check_access is not None and not self.context.check_access(self):
+        if not self.authorized():  # has answered 401 itself
             return
         path = self.path.split("?", 1)[0]
         if path == self.context.telemetry_path:
@@ -92,16 +91,17 @@ class ExporterHandler(BaseHTTPRequestHandler):
                 self.context.default_scrape_timeout,
             )
             snapshot = self.context.refresher.snapshot(timeout=budget)
-            body, content_type = self.context.exposition.render(
-                snapshot, self.headers.get("Accept")
+            body = self.context.exposition.body(
+                snapshot,
+                self.headers.get("Accept"),
+                gzip_ok=accepts_gzip(self.headers.get("Accept-Encoding")),
             )
         finally:
             self.context.scrape_slots.release()
         headers = {}
-        if "gzip" in (self.headers.get("Accept-Encoding") or ""):
-            body = gzip.compress(body, compresslevel=1)
-            headers["Content-Encoding"] = "gzip"
-        self._send(200, body, content_type, headers)
+        if body.content_encoding is not None:
+            headers["Content-Encoding"] = body.content_encoding
+        self._send(200, body.parts, body.content_type, headers)
 
     def _landing(self) -> None:
         path = html.escape(self.context.telemetry_path)
@@ -115,19 +115,22 @@ class ExporterHandler(BaseHTTPRequestHandler):
         self._send(200, page.encode("utf-8"), "text/html; charset=utf-8")
 
     def _send(
-        self, code: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+        self,
+        code: int,
+        body: bytes | tuple[bytes, ...],
+        content_type: str,
+        headers: dict[str, str] | None = None,
     ) -> None:
+        parts = (body,) if isinstance(body, bytes) else body  # sent in turn: no joined copy
         self.send_response(code)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(sum(len(part) for part in parts)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
-        if self.context.extra_headers is not None:
-            for name, value in self.context.extra_headers().items():
-                self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            for part in parts:
+                self.wfile.write(part)
 
     do_HEAD = do_GET
 
@@ -135,7 +138,7 @@ class ExporterHandler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
 
-class ExporterHTTPServer(ThreadingHTTPServer):
+class ExporterHTTPServer(WebConfigHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
@@ -154,8 +157,10 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def make_server(address: str, context: ExporterHandlerContext) -> ExporterHTTPServer:
+def make_server(
+    address: str, context: ExporterHandlerContext, web_config: ReloadingWebConfig | None = None
+) -> ExporterHTTPServer:
     host, port = parse_listen_address(address)
     handler = type("BoundExporterHandler", (ExporterHandler,), {"context": context})
     server_class = ExporterHTTPServer6 if ":" in host else ExporterHTTPServer
-    return server_class((host, port), handler)
+    return server_class((host, port), handler, web_config)
