@@ -7,21 +7,11 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from cph_exporter.models import STATE_NAMES, server_state
+from cph_exporter.models import IDENTITY_FIELDS, INFO_FIELDS, STATE_NAMES, server_state
 from cph_exporter.snapshot import ServerRecord, Snapshot
 
-IDENTITY = ("server_id", "server_name", "availability_zone", "network_version")
-INFO_LABELS = (
-    "server_model_name",
-    "phone_model_name",
-    "keypair_name",
-    "vpc_id",
-    "subnet_id",
-    "vpc_cidr",
-    "subnet_cidr",
-    "resource_project_id",
-    "enterprise_project_id",
-)
+IDENTITY = IDENTITY_FIELDS
+INFO_LABELS = INFO_FIELDS
 _CACHED = " Cached: refreshed from the CPH API at most once per cache TTL."
 MBIT_PER_SECOND = 125_000  # bytes per second in one Mbit/s
 GIB = 2**30

@@ -150,10 +150,9 @@ def parse_server(answer: object) -> Server:
     )
 
 
-_TEXT_FIELDS = (
-    "server_name",
-    "availability_zone",
-    "network_version",
+# Labels every per-server series carries, and the static facts of cph_server_info.
+IDENTITY_FIELDS = ("server_id", "server_name", "availability_zone", "network_version")
+INFO_FIELDS = (
     "server_model_name",
     "phone_model_name",
     "keypair_name",
@@ -164,6 +163,7 @@ _TEXT_FIELDS = (
     "resource_project_id",
     "enterprise_project_id",
 )
+_TEXT_FIELDS = IDENTITY_FIELDS[1:] + INFO_FIELDS
 
 
 def parse_details(answer: object) -> ServerDetails:
