@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 _DEADLINE_SHARE = 0.9
 _DEADLINE_MARGIN = 0.25
 _MIN_WAIT = 0.1
+_PROBES = ("/-/healthy", "/-/ready")
 
 
 def scrape_budget(header: str | None, default: float) -> float:
@@ -62,9 +63,10 @@ class ExporterHandler(WebConfigRequestHandler):
     context: ExporterHandlerContext  # set on a subclass by make_server
 
     def do_GET(self) -> None:
-        if not self.authorized():  # has answered 401 itself
-            return
         path = self.path.split("?", 1)[0]
+        # Probes reveal nothing and must work for kubelets and HEALTHCHECKs without a password.
+        if path not in _PROBES and not self.authorized():  # has answered 401 itself
+            return
         if path == self.context.telemetry_path:
             self._metrics()
         elif path == "/":

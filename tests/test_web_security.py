@@ -46,7 +46,7 @@ def test_tls_and_basic_auth_guard_every_endpoint(
     exporter = make_exporter(simulator, web_config_file=str(config))
     assert exporter.url.startswith("https://")
     ca = str(files.dir / "ca.crt")
-    for path in ("/metrics", "/", "/-/healthy"):
+    for path in ("/metrics", "/"):
         denied = requests.get(exporter.url + path, verify=ca, timeout=30)
         assert denied.status_code == 401
         assert denied.headers["WWW-Authenticate"] == "Basic"
