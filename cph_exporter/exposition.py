@@ -1,13 +1,20 @@
 """Renders a scrape: the per-server part once per snapshot, the exporter's own part live.
 
 The per-server families change only when a refresh produces a new snapshot, so their
-bytes are rendered once and served to every scrape until then.
+bytes are rendered once and served to every scrape until then; so is their gzip. A gzip
+stream may consist of several members (RFC 1952, section 2.2) and every HTTP client that
+matters decodes them all, Prometheus's included (Go's gzip.Reader reads multistream by
+default, and Prometheus's scraper reuses one through Reset, which keeps it on). So a gzip
+scrape is the cached member for the fleet followed by a fresh member for the small live
+part: nothing large is compressed per scrape.
 """
 
 from __future__ import annotations
 
+import gzip
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
@@ -16,6 +23,39 @@ from prometheus_client.registry import Collector
 from cph_exporter.snapshot import Snapshot
 
 _EOF = b"# EOF\n"
+# The fleet member is compressed once per snapshot, so it can afford a better ratio; the
+# live member is a few kB compressed on every scrape, so speed matters more there.
+FLEET_GZIP_LEVEL = 6
+LIVE_GZIP_LEVEL = 1
+
+
+@dataclass(frozen=True)
+class Body:
+    """One answer to a scrape: send `parts` one after the other, as one body."""
+
+    parts: tuple[bytes, ...]
+    content_type: str
+    content_encoding: str | None = None  # "gzip", or None for identity
+
+    @property
+    def length(self) -> int:
+        return sum(len(part) for part in self.parts)
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """True when Accept-Encoding lists gzip without refusing it (q=0)."""
+    for item in (accept_encoding or "").split(","):
+        coding, _, params = item.partition(";")
+        if coding.strip().lower() not in ("gzip", "x-gzip"):
+            continue
+        quality = params.strip().lower().replace(" ", "")
+        if quality.startswith("q="):
+            try:
+                return float(quality[2:]) > 0
+            except ValueError:
+                return False
+        return True
+    return False
 
 
 class Exposition:
@@ -25,32 +65,67 @@ class Exposition:
         self._fleet_collector = fleet_collector
         self._live = live
         self._lock = threading.Lock()
+        # One render at a time: concurrent first scrapes of a new snapshot (two Prometheus
+        # replicas) wait for one render instead of each doing the same work.
+        self._render_lock = threading.Lock()
         self._cache_key: tuple[int, bool, bool] | None = None
-        self._cache: dict[str, bytes] = {}
+        self._cache: dict[tuple[str, bool], bytes] = {}
 
     def render(self, snapshot: Snapshot, accept: str | None) -> tuple[bytes, str]:
+        """The whole uncompressed exposition and its content type."""
+        body = self.body(snapshot, accept, gzip_ok=False)
+        return b"".join(body.parts), body.content_type
+
+    def body(self, snapshot: Snapshot, accept: str | None, gzip_ok: bool) -> Body:
         encoder, content_type = choose_encoder(accept or "")
-        fleet = self._fleet_bytes(snapshot, encoder, content_type)
+        fleet = self._fleet_bytes(snapshot, encoder, content_type, gzip_ok)
         live = encoder(self._live)
-        if fleet.endswith(_EOF):  # OpenMetrics allows one EOF marker, at the very end
-            fleet = fleet[: -len(_EOF)]
-        return fleet + live, content_type
+        if gzip_ok:
+            live = gzip.compress(live, compresslevel=LIVE_GZIP_LEVEL, mtime=0)
+            return Body((fleet, live), content_type, "gzip")
+        return Body((fleet, live), content_type)
 
     def _fleet_bytes(
-        self, snapshot: Snapshot, encoder: Callable[[Collector], bytes], content_type: str
+        self,
+        snapshot: Snapshot,
+        encoder: Callable[[Collector], bytes],
+        content_type: str,
+        gzip_ok: bool,
     ) -> bytes:
         # A stale-dropped snapshot shares its generation with the full one: key on both.
         key = (snapshot.generation, snapshot.up, bool(snapshot.servers))
-        with self._lock:
-            if key != self._cache_key:
-                self._cache_key, self._cache = key, {}
-            cached = self._cache.get(content_type)
+        cached = self._cached(key, (content_type, gzip_ok))
         if cached is not None:
             return cached
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(self._fleet_collector(snapshot))
-        rendered = encoder(registry)
+        with self._render_lock:
+            cached = self._cached(key, (content_type, gzip_ok))
+            if cached is not None:
+                return cached
+            plain = self._cached(key, (content_type, False))
+            if plain is None:
+                registry = CollectorRegistry(auto_describe=False)
+                registry.register(self._fleet_collector(snapshot))
+                plain = encoder(registry)
+                if plain.endswith(_EOF):  # OpenMetrics allows one EOF marker, at the very end
+                    plain = plain[: -len(_EOF)]
+                if not gzip_ok:  # Prometheus always asks for gzip: keep only what is asked
+                    self._store(key, (content_type, False), plain)
+                    return plain
+            elif not gzip_ok:
+                return plain
+            zipped = gzip.compress(plain, compresslevel=FLEET_GZIP_LEVEL, mtime=0)
+            self._store(key, (content_type, True), zipped)
+            return zipped
+
+    def _cached(self, key: tuple[int, bool, bool], variant: tuple[str, bool]) -> bytes | None:
         with self._lock:
-            if key == self._cache_key:
-                self._cache[content_type] = rendered
-        return rendered
+            return self._cache.get(variant) if key == self._cache_key else None
+
+    def _store(self, key: tuple[int, bool, bool], variant: tuple[str, bool], data: bytes) -> None:
+        with self._lock:
+            if key != self._cache_key:
+                # Newer snapshots only ever replace older ones: drop the old bytes at once.
+                if self._cache_key is not None and key[0] < self._cache_key[0]:
+                    return
+                self._cache_key, self._cache = key, {}
+            self._cache[variant] = data
