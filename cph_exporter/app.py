@@ -61,6 +61,10 @@ class Exporter:
             verify=_tls_verification(config),
             limiter=self.limiter,
         )
+        if not config.shard.whole:
+            log.info(
+                "exporting shard %s: only the servers whose server_id hashes to it", config.shard
+            )
         self.refresher = Refresher(
             self.client,
             ttl=config.cache_ttl,
@@ -70,6 +74,7 @@ class Exporter:
             concurrency=config.concurrency,
             metrics=self.api_metrics,
             server_ids=config.server_ids,
+            shard=config.shard,
         )
         self.registry.register(
             ExporterCollector(self.refresher.current, config.cache_ttl, __version__)

@@ -31,6 +31,7 @@ from cph_exporter.credential_sources import (
     default_chain,
 )
 from cph_exporter.credentials import Credentials
+from cph_exporter.shard import parse_shard
 from cph_exporter.webconfig import WebConfigError
 
 if TYPE_CHECKING:
@@ -160,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
         "0: unlimited (default %(default)s)",
     )
     add(
+        "--shard",
+        dest="shard",
+        default="0/1",
+        metavar="INDEX/COUNT",
+        help="export only the servers whose server_id hashes to shard INDEX of COUNT, e.g. 0/3 "
+        "on the first of three replicas (default 0/1: all)",
+    )
+    add(
         "--cph.request-timeout",
         dest="request_timeout",
         type=_duration,
@@ -236,6 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
     fields = vars(args).copy()
     fields["server_ids"] = tuple(fields["server_ids"])
+    try:
+        fields["shard"] = parse_shard(fields["shard"])
+    except ValueError as exc:
+        raise ConfigError(f"--shard: {exc}") from None
     if fields["project_id"] is None:
         fields["project_id"] = project_id_from_env(environ)
     return validate(Config(**fields))

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from cph_exporter.shard import WHOLE, Shard
 from cph_exporter.web import parse_listen_address
 
 DEFAULT_PORT = 9852
@@ -37,6 +38,7 @@ class Config:
     server_ids: tuple[str, ...] = ()
     concurrency: int = 16
     max_requests_per_second: float = 20.0  # 0: unlimited; see README, "Request rate"
+    shard: Shard = WHOLE  # this replica exports only the servers hashed to it
     request_timeout: float = 10.0
     refresh_timeout: float = 60.0
     max_pages: int = 1000

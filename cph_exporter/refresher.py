@@ -24,6 +24,7 @@ from cph_exporter.client import CphClient
 from cph_exporter.errors import ApiError
 from cph_exporter.models import ParseError, Server, ServerDetails, parse_details, parse_server
 from cph_exporter.self_metrics import ApiMetrics
+from cph_exporter.shard import WHOLE, Shard
 from cph_exporter.snapshot import EMPTY, ServerRecord, Snapshot
 
 log = logging.getLogger(__name__)
@@ -45,11 +46,13 @@ class Refresher:
         concurrency: int,
         metrics: ApiMetrics,
         server_ids: tuple[str, ...] = (),
+        shard: Shard = WHOLE,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
-        self._server_ids = server_ids
+        self._shard = shard
+        self._server_ids = tuple(s for s in server_ids if shard.owns(s))
         self._max_stale = max_stale
         self._refresh_timeout = refresh_timeout
         self._metrics = metrics
@@ -157,7 +160,10 @@ class Refresher:
             except ParseError as exc:
                 log.warning("skipping a listed server: %s", exc)
                 continue
-            servers[server.server_id] = server
+            # The list is read whole (cph_up speaks for the project) but only this
+            # replica's servers get details and series.
+            if self._shard.owns(server.server_id):
+                servers[server.server_id] = server
         for gone in set(self._details.keys()) - servers.keys():
             self._details.pop(gone, None)
         stale = [s for s in servers.values() if self._cached_details(s) is None]
