@@ -90,7 +90,10 @@ def parse_number(value: object) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # JSON integers are unbounded: 1e400 written out in digits
+            return None
     elif isinstance(value, str):
         try:
             number = float(value.strip())

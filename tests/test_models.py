@@ -116,6 +116,9 @@ def test_parse_number_rejects_non_finite() -> None:
     assert parse_number(1e308) == 1e308
     assert parse_number(float("nan")) is None
     assert parse_number("-inf") is None
+    # A JSON integer too large for a float: unknown, not an OverflowError.
+    assert parse_number(10**400) is None and parse_int(-(10**400)) is None
+    assert parse_server({"server_id": "s", "status": 10**400}).status is None
 
 
 @pytest.mark.parametrize(
