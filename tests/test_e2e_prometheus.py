@@ -24,7 +24,7 @@ import pytest
 import requests
 import yaml
 from test_deploy import dockerfile_instructions
-from test_rules import CONTRACT, HISTOGRAMS, dashboard_queries, readme_metrics
+from test_rules import CLOUD_EYE_METRIC, CONTRACT, HISTOGRAMS, dashboard_queries, readme_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 ALERTS = REPO / "prometheus" / "alerts.yml"
@@ -295,12 +295,21 @@ def test_dockerfile_healthcheck_probes_the_exporter(exporter: str) -> None:
     assert dead.returncode != 0
 
 
+CLOUD_EYE_SKIP = (
+    "needs cloudeye-exporter's huaweicloud_sys_ecp_* series; tests/test_cloudeye.py runs it"
+    " against a Prometheus fed synthetic Cloud Eye series"
+)
+
+
 def dashboard_cases() -> list[Any]:
     cases = []
     for path in DASHBOARDS:
         board = json.loads(path.read_text())
         for i, query in enumerate(dashboard_queries(board)):
-            cases.append(pytest.param(query, id=f"{path.stem}-{i}"))
+            # Cloud Eye panels need cloudeye-exporter's series, which this stack lacks.
+            skip = CLOUD_EYE_METRIC.search(query)
+            marks = [pytest.mark.skip(reason=CLOUD_EYE_SKIP)] if skip else []
+            cases.append(pytest.param(query, id=f"{path.stem}-{i}", marks=marks))
     return cases
 
 

@@ -56,6 +56,10 @@ SEVERITIES = {"critical", "warning", "info"}
 IDENTITY = ("server_name", "server_id", "availability_zone")
 
 METRIC_TOKEN = re.compile(r"\bcph_[a-z0-9_]+\b")
+# Series of Huawei's cloudeye-exporter (namespace SYS.ECP) that the optional "Cloud Eye side
+# by side" row joins with ours. A Prometheus without cloudeye-exporter has none, so those
+# queries are tested on synthetic series (tests/test_cloudeye.py), not against the simulator.
+CLOUD_EYE_METRIC = re.compile(r"\bhuaweicloud_sys_ecp_[a-z0-9_]+\b")
 
 
 def load_rules() -> list[dict]:
