@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import math
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -17,6 +18,30 @@ MBIT_PER_SECOND = 125_000  # bytes per second in one Mbit/s
 GIB = 2**30
 CHARGE_MODES = {0: "bandwidth", 1: "traffic"}
 SHARE_TYPES = {0: "dedicated", 1: "shared"}
+# Label values are cut to this many UTF-8 bytes. Prometheus has no limit by default, but
+# Mimir, Cortex and Grafana Cloud refuse longer values (2048 is their default) and a
+# scrape with label_value_length_limit set fails whole: a server name anyone with CPH
+# rights can set must not take the fleet's metrics down with it.
+MAX_LABEL_VALUE_BYTES = 2048
+_CUT = "\u2026"  # an ellipsis marks a cut value
+
+
+def label_value(value: str) -> str:
+    """`value`, cut on a character boundary to MAX_LABEL_VALUE_BYTES when longer."""
+    if len(value) <= MAX_LABEL_VALUE_BYTES // 4:  # no character is longer than 4 bytes
+        return value
+    encoded = value.encode("utf-8", "replace")
+    if len(encoded) <= MAX_LABEL_VALUE_BYTES:
+        return value
+    keep = MAX_LABEL_VALUE_BYTES - len(_CUT.encode("utf-8"))
+    return encoded[:keep].decode("utf-8", "ignore") + _CUT
+
+
+def _add(family: GaugeMetricFamily, labels: Sequence[str], value: float) -> None:
+    # NaN never gets here (parsing drops it), but finite inputs can overflow once scaled
+    # (1e308 GB): an infinite size is no more true than an unknown one.
+    if math.isfinite(value):
+        family.add_metric(labels, value)
 
 
 def _gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
@@ -72,7 +97,12 @@ class FleetCollector(Collector):
         updated = _gauge(
             "cph_server_updated_timestamp_seconds", "When the server was last updated, Unix time."
         )
+        seen: set[str] = set()  # ids cut to the same label would make duplicate series
         for record in snapshot.servers:
+            server_id = label_value(record.server.server_id)
+            if server_id in seen:
+                continue
+            seen.add(server_id)
             self._add_server(record, status, state, info, addresses, created, updated)
             self._add_details(record, bandwidth, volume)
         yield from (status, state, info, bandwidth, volume, addresses, created, updated)
@@ -88,19 +118,19 @@ class FleetCollector(Collector):
         updated: GaugeMetricFamily,
     ) -> None:
         server = record.server
-        identity = [getattr(server, name) for name in IDENTITY]
+        identity = [label_value(getattr(server, name)) for name in IDENTITY]
         if server.status is not None:
-            status.add_metric(identity, server.status)
+            _add(status, identity, server.status)
         current = server_state(server.status)
         for name in STATE_NAMES:
             state.add_metric([*identity, name], 1.0 if name == current else 0.0)
-        facts = [getattr(server, name) for name in INFO_LABELS]
+        facts = [label_value(getattr(server, name)) for name in INFO_LABELS]
         info.add_metric([*identity, *facts, self._region, self._project_id], 1.0)
         addresses.add_metric(identity, server.address_count)
         if server.created_at is not None:
-            created.add_metric(identity, server.created_at)
+            _add(created, identity, server.created_at)
         if server.updated_at is not None:
-            updated.add_metric(identity, server.updated_at)
+            _add(updated, identity, server.updated_at)
 
     @staticmethod
     def _add_details(
@@ -108,17 +138,19 @@ class FleetCollector(Collector):
     ) -> None:
         if record.details is None:
             return
-        identity = [getattr(record.server, name) for name in IDENTITY]
+        identity = [label_value(getattr(record.server, name)) for name in IDENTITY]
         seen: set[str] = set()  # a repeated id would make a duplicate series
         for bw in record.details.bandwidths:
-            if bw.size_mbit_per_second is None or bw.bandwidth_id in seen:
+            bandwidth_id = label_value(bw.bandwidth_id)
+            if bw.size_mbit_per_second is None or bandwidth_id in seen:
                 continue
-            seen.add(bw.bandwidth_id)
-            bandwidth.add_metric(
+            seen.add(bandwidth_id)
+            _add(
+                bandwidth,
                 [
                     *identity,
-                    bw.bandwidth_id,
-                    bw.name,
+                    bandwidth_id,
+                    label_value(bw.name),
                     CHARGE_MODES.get(bw.charge_mode, "unknown")
                     if bw.charge_mode is not None
                     else "unknown",
@@ -130,9 +162,12 @@ class FleetCollector(Collector):
             )
         seen.clear()
         for vol in record.details.volumes:
-            if vol.size_gb is None or vol.volume_id in seen:
+            volume_id = label_value(vol.volume_id)
+            if vol.size_gb is None or volume_id in seen:
                 continue
-            seen.add(vol.volume_id)
-            volume.add_metric(
-                [*identity, vol.volume_id, vol.name, vol.volume_type], vol.size_gb * GIB
+            seen.add(volume_id)
+            _add(
+                volume,
+                [*identity, volume_id, label_value(vol.name), label_value(vol.volume_type)],
+                vol.size_gb * GIB,
             )

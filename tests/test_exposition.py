@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from cph_exporter.exposition import Exposition
-from cph_exporter.fleet_collector import FleetCollector
+from cph_exporter.fleet_collector import MAX_LABEL_VALUE_BYTES, FleetCollector, label_value
 from cph_exporter.models import parse_details, parse_server
 from cph_exporter.snapshot import ServerRecord, Snapshot
 
@@ -136,3 +136,26 @@ def test_promtool_check_metrics() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_long_label_values_are_cut_to_the_limit_on_a_character_boundary() -> None:
+    assert label_value("x" * MAX_LABEL_VALUE_BYTES) == "x" * MAX_LABEL_VALUE_BYTES
+    cut = label_value("é" * MAX_LABEL_VALUE_BYTES)  # 2 bytes each: twice the limit
+    assert cut.endswith("…") and set(cut[:-1]) == {"é"}
+    assert MAX_LABEL_VALUE_BYTES - 4 < len(cut.encode()) <= MAX_LABEL_VALUE_BYTES
+
+
+def test_ids_equal_once_cut_and_overflowing_sizes_make_no_bad_series() -> None:
+    long_id = "s" * 3000
+    volume = {"volume_id": "v", "volume_size": 1e308}  # finite GB, infinite bytes
+    answers = [
+        {"server_id": long_id + "a", "server_name": "a", "volumes": [volume]},
+        {"server_id": long_id + "b", "server_name": "b"},
+    ]
+    snapshot = Snapshot(tuple(record(a) for a in answers), True, 1.0, 0.0, 1.0, 1.0)
+    text = render(snapshot, "application/openmetrics-text").decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert len(families["cph_server_status"].samples) == 0  # no status in these answers
+    assert len(families["cph_server_addresses"].samples) == 1  # one server per cut id
+    assert not families["cph_server_volume_size_bytes"].samples
+    assert "Inf" not in text
