@@ -313,3 +313,14 @@ def wait_for_query(port: int, query: str, proc: subprocess.Popen[bytes]) -> floa
             return float(result[0]["value"][1])
         time.sleep(0.5)
     raise AssertionError(f"no answer to {query} within 60s")
+
+
+def test_a_fleet_of_whole_pages_is_listed_without_an_empty_page(
+    make_exporter: ExporterFactory,
+) -> None:
+    servers = generate_fleet(200, seed=4)
+    credentials = {SIMULATOR_ACCESS_KEY: SIMULATOR_SECRET_KEY}
+    with CphSimulator(servers, credentials, SIMULATOR_PROJECT_ID) as sim:
+        text = get(make_exporter(sim)).text
+        assert sim.calls[LIST] == 2  # ceil(200 / 100): the answer's count says it is all
+    assert len({s for s in fleet_series(text) if s[0] == "cph_server_status"}) == 200
