@@ -142,7 +142,7 @@ def test_project_id_is_looked_up_through_iam_and_a_miss_is_one_line() -> None:
     asked: list[str] = []
 
     class Iam(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             asked.append(self.path)
             body = json.dumps({"projects": [{"id": "abc", "name": "cn-east-3"}]}).encode()
             self.send_response(200)
