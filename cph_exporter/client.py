@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import os
 import random
@@ -73,10 +74,11 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError):
             return None
-        seconds = when.timestamp() - now
-    if seconds != seconds:  # NaN
+        return max(0.0, when.timestamp() - now)  # a date passed means now
+    # A negative or NaN delay is no valid header: the caller's own backoff applies, not 0 s.
+    if seconds != seconds or seconds < 0:
         return None
-    return max(0.0, seconds)
+    return seconds
 
 
 class CphClient:
@@ -92,7 +94,7 @@ class CphClient:
         max_pages: int = 1000,
         pool_size: int = 16,
         session: requests.Session | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
         on_auth_failure: Callable[[], None] | None = None,
         verify: bool | str = True,
         limiter: RateLimiter | None = None,
@@ -102,7 +104,9 @@ class CphClient:
         self._read_timeout = read_timeout
         self._retry = retry or RetryPolicy()
         self._max_pages = max_pages
-        self._sleep = sleep
+        self._closed = threading.Event()
+        # Waits between retries end at close(): a refresh must not outlive the exporter.
+        self._sleep = sleep or self._closed.wait
         self._on_auth_failure = on_auth_failure
         self._limiter = limiter  # every request, retries included, takes a token first
         self._rng = random.Random()
@@ -126,6 +130,7 @@ class CphClient:
         self.session.mount("http://", adapter)
 
     def close(self) -> None:
+        self._closed.set()
         self.session.close()
 
     def list_servers(self, deadline: float | None = None) -> ServerList:
@@ -195,6 +200,8 @@ class CphClient:
                     raise
                 log.debug("retrying %s in %.2fs after: %s", operation, wait, error)
                 self._sleep(wait)
+                if self._closed.is_set():
+                    raise ApiError(operation, "client closed while waiting to retry") from None
                 retry += 1
 
     def _get_once(
@@ -246,8 +253,11 @@ class CphClient:
                 retry_after=parse_retry_after(response.headers.get("Retry-After"), time.time()),
             )
         try:
-            answer = response.json()
-        except ValueError:
+            # The stdlib parser, not response.json(): that prefers simplejson when installed,
+            # which refuses NaN, and one NaN in a list page must not cost the whole page.
+            # Deep nesting is RecursionError, not ValueError.
+            answer = json.loads(body)
+        except (ValueError, RecursionError):
             raise ApiError(operation, "HTTP 200 with a body that is not JSON", status=200) from None
         if not isinstance(answer, dict):
             raise ApiError(operation, "HTTP 200 with JSON that is not an object", status=200)

@@ -58,7 +58,7 @@ def error_fields(body: bytes) -> tuple[str, str, str]:
     """(error_code, error_msg, request_id) from a JSON error body; empty when there is none."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         return "", "", ""
     if not isinstance(data, dict):
         return "", "", ""
