@@ -1,0 +1,343 @@
+"""Fleet-scale benchmark: the exporter against the simulator, each figure beside its baseline.
+
+    python benchmarks/bench.py                                   # quick: N = 100 and 1,000
+    python benchmarks/bench.py --servers 100 1000 10000 --repeat 30
+
+For each N, the simulator (N servers, --latency per API call) and the exporter run as two
+subprocesses, so the simulator's CPU is not charged to the exporter and the exporter's
+peak RSS (VmHWM) is its own; this script is the scraping client. It measures, with the
+baseline measured in the same run:
+
+- cold scrape: from the exporter's readiness to the first complete scrape, vs the time a
+  sequential client needs, (ceil(N/100) + N) x latency;
+- warm scrape median vs the same bytes served by `python -m http.server` from a file, and
+  vs rendering them with prometheus_client's generate_latest from a plain registry;
+- API calls per refresh of an unchanged fleet (two refreshes after the TTL) vs the
+  ceil(N/100) list calls any refresh must make;
+- the exporter's peak RSS.
+
+The rate cap is off by default (--rate 0): the simulator does not throttle, and the cap
+would make a cold refresh take N/rate seconds by design. Benchmarks are not tests: nothing
+here asserts; the targets of issue 5 are printed beside the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import http.client
+import math
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from cph_exporter.simulator import (  # noqa: E402  (after the path fix, for a plain checkout)
+    SIMULATOR_ACCESS_KEY,
+    SIMULATOR_PROJECT_ID,
+    SIMULATOR_REGION,
+    SIMULATOR_SECRET_KEY,
+)
+
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+MB = 1024 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def fetch(port: int, path: str = "/metrics", headers: dict[str, str] | None = None) -> bytes:
+    """One GET on a fresh connection, body read whole: the same client for every server."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"GET {path}: HTTP {response.status}: {body[:200]!r}")
+        return body
+    finally:
+        conn.close()
+
+
+def timed(action: Callable[[], object], repeat: int) -> list[float]:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+@contextlib.contextmanager
+def process(args: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO
+    )
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_ready(port: int, proc: subprocess.Popen[str], path: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            output = proc.stdout.read() if proc.stdout else ""
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}:\n{output}")
+        with contextlib.suppress(OSError, RuntimeError, http.client.HTTPException):
+            fetch(port, path)
+            return
+        time.sleep(0.005)
+    raise RuntimeError(f"port {port} not ready after 60s")
+
+
+def peak_rss(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+    return int(match[1]) * 1024 / MB if match else float("nan")
+
+
+def api_calls(port: int) -> dict[str, float]:
+    """cph_exporter_api_requests_total by operation, from the exporter itself."""
+    text = fetch(port, headers={"Accept-Encoding": "identity"}).decode()
+    calls: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "cph_exporter_api_requests":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    op = sample.labels["operation"]
+                    calls[op] = calls.get(op, 0) + sample.value
+    return calls
+
+
+def servers_in(body: bytes) -> int:
+    return body.count(b"\ncph_server_status{")
+
+
+class Families(Collector):
+    """A plain collector yielding already-built families, as any custom collector does."""
+
+    def __init__(self, text: str) -> None:
+        self._families = list(text_string_to_metric_families(text))
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
+@dataclass
+class Result:
+    servers: int
+    latency: float
+    cold: float
+    sequential: float
+    warm: float
+    warm_gzip: float
+    static: float
+    generate_latest: float
+    body_mb: float
+    gzip_mb: float
+    list_calls: float
+    detail_calls: float
+    floor: int
+    rss_mb: float
+
+    def lines(self) -> list[str]:
+        n = self.servers
+        ok = {True: "holds", False: "MISSED"}
+        lines = [
+            f"N={n:,} servers, API latency {self.latency * 1000:.0f} ms, "
+            f"{self.body_mb:.1f} MB per scrape ({self.gzip_mb:.2f} MB gzipped)",
+            f"  cold scrape          {self.cold:8.2f} s   vs sequential client "
+            f"{self.sequential:8.2f} s  = {self.cold / self.sequential:.3f}x",
+            f"  warm scrape median   {self.warm * 1000:8.1f} ms  vs static file server "
+            f"{self.static * 1000:8.1f} ms = {self.warm / self.static:.2f}x",
+            f"                                     vs generate_latest      "
+            f"{self.generate_latest * 1000:8.1f} ms = {self.warm / self.generate_latest:.3f}x",
+            f"  warm gzip scrape     {self.warm_gzip * 1000:8.1f} ms  (what Prometheus asks for)",
+            f"  API calls / refresh  list {self.list_calls:.0f}, detail {self.detail_calls:.0f}"
+            f"  vs floor ceil(N/100) = {self.floor} list calls",
+            f"  peak RSS             {self.rss_mb:8.1f} MB",
+        ]
+        if n >= 1000:
+            lines.append("  targets (issue 5):")
+            if n == 1000:
+                lines.append(
+                    f"    cold <= 0.25x sequential: {ok[self.cold <= 0.25 * self.sequential]}; "
+                    f"<= N/10 detail calls over two refreshes: "
+                    f"{ok[2 * self.detail_calls <= n / 10]}; "
+                    f"RSS < 150 MB: {ok[self.rss_mb < 150]}"
+                )
+            else:
+                lines.append(f"    RSS < 400 MB: {ok[self.rss_mb < 400]}")
+            lines.append(f"    warm within 3x static: {ok[self.warm <= 3 * self.static]}")
+        return lines
+
+    def row(self) -> str:
+        return (
+            f"| {self.servers:,} | {self.cold:.2f} s | {self.sequential:.2f} s "
+            f"({self.cold / self.sequential:.3f}x) | {self.warm * 1000:.1f} ms "
+            f"| {self.static * 1000:.1f} ms ({self.warm / self.static:.2f}x) "
+            f"| {self.generate_latest * 1000:.0f} ms | {self.warm_gzip * 1000:.1f} ms "
+            f"| {self.list_calls:.0f} + {self.detail_calls:.0f} (floor {self.floor}) "
+            f"| {self.rss_mb:.0f} MB |"
+        )
+
+
+TABLE_HEADER = (
+    "| N | cold scrape | sequential client | warm scrape (median) | static file "
+    "| generate_latest | warm gzip scrape | API calls per unchanged refresh: list + detail "
+    "| exporter peak RSS |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+)
+
+
+def run_one(servers: int, args: argparse.Namespace) -> Result:
+    latency = args.latency
+    ttl = args.ttl if args.ttl is not None else max(10.0, 3 * servers / 1000)
+    sim_args = [sys.executable, "-m", "cph_exporter.simulator", "--servers", str(servers)]
+    sim_args += ["--latency", str(latency), "--listen", "127.0.0.1:0"]
+    with process(sim_args) as sim:
+        assert sim.stdout is not None
+        url = sim.stdout.readline().strip()
+        if not url.startswith("http://"):
+            raise RuntimeError(f"simulator did not start: {url}{sim.stdout.read()}")
+        port = free_port()
+        exporter_args = [sys.executable, "-m", "cph_exporter", "--log.level", "warn"]
+        exporter_args += ["--cph.region", SIMULATOR_REGION, "--cph.project-id"]
+        exporter_args += [SIMULATOR_PROJECT_ID, "--cph.endpoint", url]
+        exporter_args += ["--web.listen-address", f"127.0.0.1:{port}"]
+        exporter_args += ["--cache.ttl", f"{ttl}s", "--cache.max-stale", "1h"]
+        exporter_args += ["--cph.concurrency", str(args.concurrency)]
+        exporter_args += ["--cph.max-requests-per-second", str(args.rate)]
+        exporter_args += ["--cph.refresh-timeout", "10m"]
+        env = dict(os.environ)
+        env |= {"HUAWEICLOUD_SDK_AK": SIMULATOR_ACCESS_KEY}
+        env |= {"HUAWEICLOUD_SDK_SK": SIMULATOR_SECRET_KEY}
+        with process(exporter_args, env) as exporter:
+            wait_ready(port, exporter, "/-/healthy")  # its first refresh starts at startup
+            prometheus = {
+                "Accept": PROMETHEUS_ACCEPT,
+                "Accept-Encoding": "gzip",
+                "X-Prometheus-Scrape-Timeout-Seconds": "600",
+            }
+            started = time.perf_counter()
+            first = fetch(port, headers=prometheus)
+            cold = time.perf_counter() - started
+            cold_done = time.monotonic()
+            if servers_in(b"\n" + gzip.decompress(first)) != servers:
+                raise RuntimeError("the cold scrape did not list every server")
+
+            identity = {"Accept-Encoding": "identity"}
+            body = fetch(port, headers=identity)  # renders the text format once
+            warm = statistics.median(timed(lambda: fetch(port, headers=identity), args.repeat))
+            zipped = fetch(port, headers=prometheus)
+            warm_gzip = statistics.median(
+                timed(lambda: fetch(port, headers=prometheus), args.repeat)
+            )
+            if time.monotonic() - cold_done >= ttl:
+                print(f"  (warm scrapes outlasted the {ttl:.0f}s TTL: raise --ttl)", flush=True)
+
+            # Two refreshes of the unchanged fleet, each after the TTL ran out.
+            before = api_calls(port)
+            for _ in range(2):
+                time.sleep(ttl + 0.5)
+                fetch(port, headers=prometheus)
+            after = api_calls(port)
+            delta = {op: after.get(op, 0) - before.get(op, 0) for op in after}
+            rss = peak_rss(exporter.pid)
+
+    # Baselines, with the exporter and simulator gone: the same bytes from a static server,
+    # and rendered by generate_latest from a plain registry.
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "metrics").write_bytes(body)
+        static_port = free_port()
+        static_args = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1"]
+        static_args += ["--directory", tmp, str(static_port)]
+        with process(static_args) as static_server:
+            wait_ready(static_port, static_server, "/metrics")
+            static = statistics.median(timed(lambda: fetch(static_port), args.repeat))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Families(body.decode()))
+    render_repeat = max(1, min(args.repeat, 5 if servers >= 10_000 else args.repeat))
+    rendered = statistics.median(timed(lambda: generate_latest(registry), render_repeat))
+
+    return Result(
+        servers=servers,
+        latency=latency,
+        cold=cold,
+        sequential=(math.ceil(servers / 100) + servers) * latency,
+        warm=warm,
+        warm_gzip=warm_gzip,
+        static=static,
+        generate_latest=rendered,
+        body_mb=len(body) / MB,
+        gzip_mb=len(zipped) / MB,
+        list_calls=delta.get("ListCloudPhoneServers", 0) / 2,
+        detail_calls=delta.get("GetCloudPhoneServerDetail", 0) / 2,
+        floor=math.ceil(servers / 100),
+        rss_mb=rss,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--servers", type=int, nargs="+", default=[100, 1000], metavar="N")
+    parser.add_argument("--repeat", type=int, default=10, help="scrapes per warm median")
+    parser.add_argument("--latency", type=float, default=0.02, help="API latency, seconds")
+    parser.add_argument("--concurrency", type=int, default=16, help="--cph.concurrency")
+    parser.add_argument("--rate", type=float, default=0, help="--cph.max-requests-per-second")
+    parser.add_argument(
+        "--ttl",
+        type=float,
+        default=None,
+        help="--cache.ttl in seconds; it must outlast the warm scrapes "
+        "(default: 10, or 3 per 1,000 servers beyond that)",
+    )
+    args = parser.parse_args(argv)
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; concurrency "
+        f"{args.concurrency}, rate cap {args.rate or 'off'}, warm medians of {args.repeat}",
+        flush=True,
+    )
+    results = []
+    for servers in args.servers:
+        result = run_one(servers, args)
+        results.append(result)
+        print("\n".join(result.lines()), flush=True)
+    print()
+    print(TABLE_HEADER)
+    for result in results:
+        print(result.row())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
