@@ -20,7 +20,7 @@ from typing import Any
 
 from cachetools import TTLCache
 
-from cph_exporter.client import CphClient
+from cph_exporter.client import CphClient, DeadlineError
 from cph_exporter.errors import ApiError
 from cph_exporter.models import ParseError, Server, ServerDetails, parse_details, parse_server
 from cph_exporter.self_metrics import ApiMetrics
@@ -207,14 +207,25 @@ class Refresher:
             self._fetchers.submit(self._client.get_server, sid, deadline): sid for sid in server_ids
         }
         results: dict[str, Mapping[str, Any] | ApiError] = {}
+        out_of_time = 0
         for future in concurrent.futures.as_completed(futures):
             server_id = futures[future]
             try:
                 results[server_id] = future.result()
             except ApiError as exc:
                 self._metrics.detail_failures.inc()
-                log.warning("server %s: details unavailable: %s", server_id, exc)
                 results[server_id] = exc
+                if isinstance(exc, DeadlineError):
+                    out_of_time += 1  # one line for all of them, not thousands
+                    log.debug("server %s: details unavailable: %s", server_id, exc)
+                else:
+                    log.warning("server %s: details unavailable: %s", server_id, exc)
+        if out_of_time:
+            log.warning(
+                "%d detail calls not made: the refresh deadline came first (rate limit or a slow "
+                "API); the next refresh fetches them",
+                out_of_time,
+            )
         return results
 
     def _cached_details(self, server: Server) -> ServerDetails | None:

@@ -6,12 +6,14 @@ clock, so nothing here sleeps for real or depends on timing.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 from cph_exporter.cli import build_parser, config_from_args
 from cph_exporter.client import CphClient
@@ -28,7 +30,7 @@ from cph_exporter.simulator import (
     Faults,
     generate_fleet,
 )
-from tests.conftest import GOOD_CREDENTIALS
+from tests.conftest import GOOD_CREDENTIALS, ExporterFactory, fleet, scrape
 
 
 class FakeClock:
@@ -316,3 +318,40 @@ def test_the_default_rate_is_capped_and_zero_is_accepted() -> None:
     assert config_from_args(parse(["--simulate"]), {}).max_requests_per_second == 20
     argv = ["--simulate", "--cph.max-requests-per-second", "0"]
     assert config_from_args(parse(argv), {}).max_requests_per_second == 0
+
+
+def test_details_the_deadline_cut_off_are_fetched_by_later_refreshes(
+    simulator: CphSimulator, make_exporter: ExporterFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    servers = len(fleet())
+    # 10/s with a one-second refresh: about 20 calls fit in each refresh, not all 33.
+    exporter = make_exporter(
+        simulator,
+        max_requests_per_second=10.0,
+        refresh_timeout=1.0,
+        cache_ttl=0.1,
+        cache_max_stale=60.0,
+    )
+    missing = [without_details(scrape(exporter))]
+    assert 0 < missing[0] < servers
+    warnings = [r.getMessage() for r in caplog.records if "detail calls not made" in r.getMessage()]
+    assert len(warnings) == 1  # one line, not one per server
+    while missing[-1] and len(missing) < 10:
+        time.sleep(0.15)
+        missing.append(without_details(scrape(exporter)))
+    assert missing[-1] == 0, missing
+    assert missing == sorted(missing, reverse=True)
+    # Each server's details were fetched exactly once: refused calls were never sent.
+    assert set(simulator.detail_calls.values()) == {1}
+    assert len(simulator.detail_calls) == servers
+
+
+def without_details(text: str) -> float:
+    (value,) = [
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "cph_exporter_servers_without_details"
+    ]
+    return value
