@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 LIST_SERVERS = "ListCloudPhoneServers"
 GET_SERVER = "GetCloudPhoneServerDetail"
+LIST_PHONES = "ListCloudPhones"
 PAGE_SIZE = 100  # the API's largest page
 CONNECT_TIMEOUT = 3.05
 
@@ -135,37 +136,56 @@ class CphClient:
 
     def list_servers(self, deadline: float | None = None) -> ServerList:
         """All servers, de-duplicated by server_id: pages drift while servers come and go."""
+        return self._list_all(LIST_SERVERS, "/servers", "servers", "server_id", {}, deadline)
+
+    def list_phones(
+        self, deadline: float | None = None, server_id: str | None = None
+    ) -> ServerList:
+        """All cloud phones (of one server when given), de-duplicated by phone_id."""
+        params = {"server_id": server_id} if server_id else {}
+        return self._list_all(LIST_PHONES, "/phones", "phones", "phone_id", params, deadline)
+
+    def _list_all(
+        self,
+        operation: str,
+        path: str,
+        key: str,
+        id_field: str,
+        params: Mapping[str, Any],
+        deadline: float | None,
+    ) -> ServerList:
         result = ServerList()
         seen: set[str] = set()
         offset = 0
         for _ in range(self._max_pages):
             answer = self._get(
-                LIST_SERVERS, "/servers", {"offset": offset, "limit": PAGE_SIZE}, deadline
+                operation, path, {**params, "offset": offset, "limit": PAGE_SIZE}, deadline
             )
-            page = answer.get("servers")
+            page = answer.get(key)
             if page is None:
                 page = []
             if not isinstance(page, list):
-                raise ApiError(LIST_SERVERS, "answer has no list of servers", status=200)
+                raise ApiError(operation, f"answer has no list of {key}", status=200)
             for entry in page:
                 if not isinstance(entry, Mapping):
                     continue
-                server_id = entry.get("server_id")
-                key = server_id if isinstance(server_id, str) else None
-                if key is not None and key in seen:
-                    continue
-                if key is not None:
-                    seen.add(key)
+                entry_id = entry.get(id_field)
+                if isinstance(entry_id, str):
+                    if entry_id in seen:
+                        continue
+                    seen.add(entry_id)
                 result.entries.append(entry)
             if len(page) < PAGE_SIZE:
                 return result
             offset += PAGE_SIZE
-            # `count` is the total: a fleet of exactly k full pages needs no empty page k+1.
+            # `count` is the total: a list of exactly k full pages needs no empty page k+1.
             count = answer.get("count")
             if type(count) is int and offset >= count and len(result.entries) >= count:
                 return result
         log.warning(
-            "listing stopped at the page cap of %d pages; servers may be missing", self._max_pages
+            "%s stopped at the page cap of %d pages; entries may be missing",
+            operation,
+            self._max_pages,
         )
         result.truncated = True
         return result

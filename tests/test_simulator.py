@@ -462,7 +462,7 @@ def test_set_servers_while_running(sim: CphSimulator, api: requests.Session) -> 
 def test_unknown_routes_and_methods_are_404_json(sim: CphSimulator, api: requests.Session) -> None:
     for response in (
         api.get(f"{sim.url}/", timeout=10),
-        api.get(f"{sim.url}/v1/{PROJECT}/cloud-phone/phones", timeout=10),
+        api.get(f"{sim.url}/v1/{PROJECT}/cloud-phone/jobs", timeout=10),
         api.post(servers_url(sim), json={}, timeout=10),
         api.delete(f"{servers_url(sim)}/{NORMAL['server_id']}", timeout=10),
     ):
@@ -701,3 +701,27 @@ def test_awkward_values_in_the_fleet_are_served_as_json_allows() -> None:
         assert [v["volume_size"] for v in body["volumes"]] == [None, 1e308]
         listed = json.loads(s.get(servers_url(simulator), timeout=10).content)["servers"]
         assert listed[0]["server_name"] == odd["server_name"]
+
+
+def test_phones_are_listed_by_page_and_by_server(api: requests.Session) -> None:
+    from cph_exporter.simulator import generate_phones
+
+    phones = generate_phones(FLEET)
+    assert len({p["phone_id"] for p in phones}) == len(phones) > 100
+    assert {p["status"] for p in phones} >= {0, 1, 2, 3, 4, 6, 7, 8, -5, -6, -7, -8, -9}
+    with CphSimulator(FLEET, {AK: SK}, PROJECT, phones=phones) as sim:
+        url = f"{sim.url}/v1/{PROJECT}/cloud-phone/phones"
+        first = api.get(url, params={"offset": 0, "limit": 100}, timeout=10).json()
+        second = api.get(url, params={"offset": 100, "limit": 100}, timeout=10).json()
+        assert first["count"] == len(phones)
+        listed = first["phones"] + second["phones"]
+        assert [p["phone_id"] for p in listed] == [p["phone_id"] for p in phones[:200]]
+        server_id = phones[0]["server_id"]
+        own = api.get(url, params={"server_id": server_id}, timeout=10).json()["phones"]
+        assert own and all(p["server_id"] == server_id for p in own)
+        assert len(own) == sum(1 for p in phones if p["server_id"] == server_id)
+        assert sim.calls["ListCloudPhones"] == 3
+        sim.faults.phone_list_fault = "html_503"
+        assert api.get(url, timeout=10).status_code == 503
+        with pytest.raises(ValueError):
+            sim.faults.phone_list_fault = "nonsense"

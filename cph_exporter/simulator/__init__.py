@@ -10,6 +10,7 @@ from cph_exporter.simulator.fleet import (
     generate_fleet,
     list_entry,
 )
+from cph_exporter.simulator.phones import generate_phones
 from cph_exporter.simulator.server import CphSimulator, Faults
 
 SIMULATOR_ACCESS_KEY = "SIMULATORACCESSKEY0001"
@@ -24,5 +25,6 @@ __all__ = [
     "Faults",
     "documented_examples",
     "generate_fleet",
+    "generate_phones",
     "list_entry",
 ]

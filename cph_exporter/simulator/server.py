@@ -25,6 +25,7 @@ from cph_exporter.simulator.fleet import list_entry
 
 LIST_OPERATION = "ListCloudPhoneServers"
 DETAIL_OPERATION = "GetCloudPhoneServerDetail"
+PHONES_OPERATION = "ListCloudPhones"
 FAULT_KINDS = frozenset(
     {
         "not_found",
@@ -42,6 +43,7 @@ THROTTLE_MESSAGE = (
     "The throttling threshold has been reached: policy user over ratelimit,limit:200,time:5 minute"
 )
 _ROUTE = re.compile(r"/v1/(?P<project>[^/]+)/cloud-phone/servers(?:/(?P<server>[^/]+))?/?")
+_PHONES_ROUTE = re.compile(r"/v1/(?P<project>[^/]+)/cloud-phone/phones/?")
 _JSON = "application/json;charset=UTF-8"
 _HTML_REASONS = {
     502: "Bad Gateway",
@@ -76,6 +78,7 @@ class Faults:
     repeat_on_pages: bool
     list_hook: Callable[[int], None] | None
     raw_details: dict[str, bytes]
+    phone_list_fault: str | None
     _lock: threading.Lock
 
     def __init__(
@@ -90,6 +93,7 @@ class Faults:
         repeat_on_pages: bool = False,
         list_hook: Callable[[int], None] | None = None,
         raw_details: dict[str, bytes] | None = None,
+        phone_list_fault: str | None = None,
     ) -> None:
         object.__setattr__(self, "_lock", threading.Lock())
         self.latency = latency
@@ -104,11 +108,12 @@ class Faults:
         self.repeat_on_pages = repeat_on_pages
         self.list_hook = list_hook
         self.raw_details = {} if raw_details is None else raw_details
+        self.phone_list_fault = phone_list_fault  # the list kinds, for ListCloudPhones
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in ("latency", "throttle_every", "max_rps") and value < 0:
             raise ValueError(f"{name} must be >= 0")
-        if name == "list_fault" and value is not None and value not in FAULT_KINDS:
+        if name in ("list_fault", "phone_list_fault") and value not in (None, *FAULT_KINDS):
             raise ValueError(f"unknown fault kind {value!r}")
         with self._lock:
             object.__setattr__(self, name, value)
@@ -126,6 +131,7 @@ class Faults:
                 self.repeat_on_pages,
                 self.list_hook,
                 dict(self.raw_details),
+                self.phone_list_fault,
             )
 
     def __repr__(self) -> str:
@@ -134,7 +140,8 @@ class Faults:
             f"retry_after={self.retry_after!r}, broken_details={self.broken_details!r}, "
             f"list_fault={self.list_fault!r}, max_rps={self.max_rps!r}, "
             f"endless_list={self.endless_list!r}, repeat_on_pages={self.repeat_on_pages!r}, "
-            f"list_hook={self.list_hook!r}, raw_details={self.raw_details!r})"
+            f"list_hook={self.list_hook!r}, raw_details={self.raw_details!r}, "
+            f"phone_list_fault={self.phone_list_fault!r})"
         )
 
 
@@ -245,8 +252,10 @@ class CphSimulator:
         faults: Faults | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        phones: list[dict[str, Any]] | None = None,
     ) -> None:
         self.faults = Faults() if faults is None else faults
+        self._phones = tuple(phones or ())  # newest first, as ListCloudPhones sorts them
         self.project_id = project_id
         self._credentials = credentials
         self._address = (host, port)
@@ -312,6 +321,10 @@ class CphSimulator:
         with self._lock:
             self._fleet = fleet
 
+    def set_phones(self, phones: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._phones = tuple(phones)
+
     @property
     def calls(self) -> Counter[str]:
         with self._lock:
@@ -343,12 +356,16 @@ class CphSimulator:
     ) -> _Response:
         """The answer to one HTTP request; `target` is the raw path with query."""
         url = urlsplit(target)
-        route = _ROUTE.fullmatch(url.path)
+        route = _ROUTE.fullmatch(url.path) or _PHONES_ROUTE.fullmatch(url.path)
         if route is None or method != "GET":
             return _error(404, "APIGW.0101", "The API does not exist or has not been published")
-        server_id = unquote(route["server"]) if route["server"] else None
+        phones = route.re is _PHONES_ROUTE
+        server_id = None if phones or not route["server"] else unquote(route["server"])
+        operation = (
+            PHONES_OPERATION if phones else DETAIL_OPERATION if server_id else LIST_OPERATION
+        )
         with self._lock:
-            self._calls[DETAIL_OPERATION if server_id else LIST_OPERATION] += 1
+            self._calls[operation] += 1
             if server_id:
                 self._detail_calls[server_id] += 1
             fleet = self._fleet
@@ -368,9 +385,31 @@ class CphSimulator:
             with self._lock:
                 self._throttled += 1
             return _error(429, "APIGW.0308", THROTTLE_MESSAGE, *retry)
+        query = parse_qs(url.query, keep_blank_values=True)
+        if phones:
+            return self._list_phones(query, faults)
         if server_id is None:
-            return self._list(parse_qs(url.query, keep_blank_values=True), fleet, faults)
+            return self._list(query, fleet, faults)
         return self._detail(server_id, fleet, faults)
+
+    def _list_phones(self, query: dict[str, list[str]], faults: Faults) -> _Response:
+        try:
+            offset = _int_param(query, "offset", 0, low=0)
+            limit = _int_param(query, "limit", 100, low=1, high=100)
+        except ValueError as exc:
+            return _error(400, "CPH.0100400", f"Invalid parameter: {exc}")
+        server_id = query.get("server_id", [None])[-1]
+        with self._lock:
+            matching = [p for p in self._phones if server_id in (None, p["server_id"])]
+        page = {
+            "request_id": _request_id(),
+            "count": len(matching),
+            "phones": matching[offset : offset + limit],
+        }
+        if faults.phone_list_fault is not None:
+            not_found = _error(404, "APIGW.0101", "The API does not exist")
+            return _faulty(faults.phone_list_fault, page, not_found)
+        return _json(200, page)
 
     def _over_rate(self, max_rps: float) -> bool:
         """True, and counted, when this call exceeds max_rps in the last second."""
