@@ -211,6 +211,40 @@ def build_parser() -> argparse.ArgumentParser:
         default=600.0,
         help="details of an unchanged server are fetched again after this (default 10m)",
     )
+    add(
+        "--collector.phones",
+        dest="phones",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="count each server's cloud phones by state (ListCloudPhones); "
+        "--no-collector.phones turns it off (default on)",
+    )
+    add(
+        "--collector.phone-details",
+        dest="phone_details",
+        action="store_true",
+        help="also export one state set and one info series per phone (high cardinality)",
+    )
+    add(
+        "--cache.phones-ttl",
+        dest="phones_ttl",
+        type=_duration,
+        default=60.0,
+        help="how long the phone list is served before it is listed again (default 60s)",
+    )
+    add(
+        "--config.file",
+        dest="config_file",
+        default=None,
+        help="YAML file of several targets (regions, projects, credentials, filters); "
+        "replaces the --cph.region/--cph.project-id/--cph.server-id flags",
+    )
+    add(
+        "--config.check",
+        dest="config_check",
+        action="store_true",
+        help="validate --config.file (and the other settings), then exit",
+    )
     add("--log.level", dest="log_level", choices=logsetup.LEVELS, default="info")
     add("--log.format", dest="log_format", choices=("logfmt", "json"), default="logfmt")
     add(
@@ -244,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
     fields = vars(args).copy()
+    fields.pop("config_check", None)
     fields["server_ids"] = tuple(fields["server_ids"])
     try:
         fields["shard"] = parse_shard(fields["shard"])

@@ -47,6 +47,10 @@ class Config:
     detail_max_age: float = 600.0
     log_level: str = "info"
     log_format: str = "logfmt"
+    phones: bool = True
+    phone_details: bool = False
+    phones_ttl: float = 60.0
+    config_file: str | None = None
     simulate: bool = False
     simulate_servers: int = 50
     simulate_latency: float = 0.0
@@ -95,6 +99,7 @@ def validate(config: Config) -> Config:
         ("--cph.request-timeout", config.request_timeout),
         ("--cph.refresh-timeout", config.refresh_timeout),
         ("--cache.detail-max-age", config.detail_max_age),
+        ("--cache.phones-ttl", config.phones_ttl),
     ):
         if value <= 0:
             raise fail(setting, "must be greater than zero")

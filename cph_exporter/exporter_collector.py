@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from cph_exporter.snapshot import Snapshot
+from cph_exporter.targets import TargetView
 
 
 class ExporterCollector(Collector):
+    """One value for the whole exporter: the worst of its targets (cph_up tells them apart)."""
+
     def __init__(
         self,
-        snapshot: Callable[[], Snapshot],
+        views: Callable[[], Sequence[TargetView]],
         ttl: float,
         version: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._snapshot = snapshot
+        self._views = views
         self._ttl = ttl
         self._version = version
         self._clock = clock
@@ -29,7 +31,7 @@ class ExporterCollector(Collector):
         return []
 
     def collect(self) -> Iterator[Metric]:
-        snapshot = self._snapshot()
+        snapshots = [view.snapshot for view in self._views()]
         build = GaugeMetricFamily(
             "cph_exporter_build_info",
             "Version of the exporter and of the Python running it, value 1.",
@@ -44,25 +46,28 @@ class ExporterCollector(Collector):
         )
         yield GaugeMetricFamily(
             "cph_exporter_refresh_duration_seconds",
-            "Duration of the latest refresh from the CPH API.",
-            value=snapshot.refresh_duration,
+            "Duration of the latest refresh from the CPH API (the slowest target's).",
+            value=max((s.refresh_duration for s in snapshots), default=0.0),
         )
         last = GaugeMetricFamily(
             "cph_exporter_last_refresh_success_timestamp_seconds",
-            "When a refresh from the CPH API last succeeded, Unix time.",
+            "When a refresh from the CPH API last succeeded, Unix time (the oldest target's).",
         )
-        if snapshot.last_success_at is not None:
-            last.add_metric((), snapshot.last_success_at)
+        successes = [s.last_success_at for s in snapshots if s.last_success_at is not None]
+        if successes:
+            last.add_metric((), min(successes))
         yield last
         age = GaugeMetricFamily(
             "cph_exporter_data_age_seconds",
-            "Age of the per-server data being served; grows while refreshes fail.",
+            "Age of the per-server data being served (the oldest target's); grows while "
+            "refreshes fail.",
         )
-        if snapshot.data_at is not None:
-            age.add_metric((), max(0.0, self._clock() - snapshot.data_at))
+        fetched = [s.data_at for s in snapshots if s.data_at is not None]
+        if fetched:
+            age.add_metric((), max(0.0, self._clock() - min(fetched)))
         yield age
         yield GaugeMetricFamily(
             "cph_exporter_servers_without_details",
             "Servers in the served data whose details could not be fetched.",
-            value=snapshot.servers_without_details,
+            value=sum(s.servers_without_details for s in snapshots),
         )

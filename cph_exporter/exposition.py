@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import gzip
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from cph_exporter.snapshot import Snapshot
+from cph_exporter.targets import TargetView
 
 _EOF = b"# EOF\n"
 # The fleet member is compressed once per snapshot, so it can afford a better ratio; the
@@ -58,27 +58,41 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
     return False
 
 
+_Key = tuple[tuple[int, bool, bool], ...]
+
+
+def _cache_key(views: Sequence[TargetView]) -> _Key:
+    # A stale-dropped snapshot shares its generation with the full one: key on both.
+    return tuple((v.snapshot.generation, v.snapshot.up, bool(v.snapshot.servers)) for v in views)
+
+
+def _age(key: _Key) -> int:
+    return sum(generation for generation, _, _ in key)
+
+
 class Exposition:
     def __init__(
-        self, fleet_collector: Callable[[Snapshot], Collector], live: CollectorRegistry
+        self,
+        fleet_collectors: Callable[[Sequence[TargetView]], Sequence[Collector]],
+        live: CollectorRegistry,
     ) -> None:
-        self._fleet_collector = fleet_collector
+        self._fleet_collectors = fleet_collectors
         self._live = live
         self._lock = threading.Lock()
         # One render at a time: concurrent first scrapes of a new snapshot (two Prometheus
         # replicas) wait for one render instead of each doing the same work.
         self._render_lock = threading.Lock()
-        self._cache_key: tuple[int, bool, bool] | None = None
+        self._cache_key: _Key | None = None
         self._cache: dict[tuple[str, bool], bytes] = {}
 
-    def render(self, snapshot: Snapshot, accept: str | None) -> tuple[bytes, str]:
+    def render(self, views: Sequence[TargetView], accept: str | None) -> tuple[bytes, str]:
         """The whole uncompressed exposition and its content type."""
-        body = self.body(snapshot, accept, gzip_ok=False)
+        body = self.body(views, accept, gzip_ok=False)
         return b"".join(body.parts), body.content_type
 
-    def body(self, snapshot: Snapshot, accept: str | None, gzip_ok: bool) -> Body:
+    def body(self, views: Sequence[TargetView], accept: str | None, gzip_ok: bool) -> Body:
         encoder, content_type = choose_encoder(accept or "")
-        fleet = self._fleet_bytes(snapshot, encoder, content_type, gzip_ok)
+        fleet = self._fleet_bytes(views, encoder, content_type, gzip_ok)
         live = encoder(self._live)
         if gzip_ok:
             live = gzip.compress(live, compresslevel=LIVE_GZIP_LEVEL, mtime=0)
@@ -87,13 +101,12 @@ class Exposition:
 
     def _fleet_bytes(
         self,
-        snapshot: Snapshot,
+        views: Sequence[TargetView],
         encoder: Callable[[Collector], bytes],
         content_type: str,
         gzip_ok: bool,
     ) -> bytes:
-        # A stale-dropped snapshot shares its generation with the full one: key on both.
-        key = (snapshot.generation, snapshot.up, bool(snapshot.servers))
+        key = _cache_key(views)
         cached = self._cached(key, (content_type, gzip_ok))
         if cached is not None:
             return cached
@@ -104,7 +117,8 @@ class Exposition:
             plain = self._cached(key, (content_type, False))
             if plain is None:
                 registry = CollectorRegistry(auto_describe=False)
-                registry.register(self._fleet_collector(snapshot))
+                for collector in self._fleet_collectors(views):
+                    registry.register(collector)
                 plain = encoder(registry)
                 if plain.endswith(_EOF):  # OpenMetrics allows one EOF marker, at the very end
                     plain = plain[: -len(_EOF)]
@@ -117,15 +131,15 @@ class Exposition:
             self._store(key, (content_type, True), zipped)
             return zipped
 
-    def _cached(self, key: tuple[int, bool, bool], variant: tuple[str, bool]) -> bytes | None:
+    def _cached(self, key: _Key, variant: tuple[str, bool]) -> bytes | None:
         with self._lock:
             return self._cache.get(variant) if key == self._cache_key else None
 
-    def _store(self, key: tuple[int, bool, bool], variant: tuple[str, bool], data: bytes) -> None:
+    def _store(self, key: _Key, variant: tuple[str, bool], data: bytes) -> None:
         with self._lock:
             if key != self._cache_key:
                 # Newer snapshots only ever replace older ones: drop the old bytes at once.
-                if self._cache_key is not None and key[0] < self._cache_key[0]:
+                if self._cache_key is not None and _age(key) < _age(self._cache_key):
                     return
                 self._cache_key, self._cache = key, {}
             self._cache[variant] = data

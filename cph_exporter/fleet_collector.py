@@ -9,11 +9,12 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from cph_exporter.models import IDENTITY_FIELDS, INFO_FIELDS, STATE_NAMES, server_state
-from cph_exporter.snapshot import ServerRecord, Snapshot
+from cph_exporter.snapshot import ServerRecord
+from cph_exporter.targets import TargetView
 
 IDENTITY = IDENTITY_FIELDS
 INFO_LABELS = INFO_FIELDS
-_CACHED = " Cached: refreshed from the CPH API at most once per cache TTL."
+CACHED_NOTE = " Cached: refreshed from the CPH API at most once per cache TTL."
 MBIT_PER_SECOND = 125_000  # bytes per second in one Mbit/s
 GIB = 2**30
 CHARGE_MODES = {0: "bandwidth", 1: "traffic"}
@@ -45,28 +46,27 @@ def _add(family: GaugeMetricFamily, labels: Sequence[str], value: float) -> None
 
 
 def _gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc + _CACHED, labels=IDENTITY + labels)
+    return GaugeMetricFamily(name, doc + CACHED_NOTE, labels=IDENTITY + labels)
 
 
 class FleetCollector(Collector):
-    """cph_up and every cph_server_* family, built anew from the snapshot on each collect."""
+    """cph_up and every cph_server_* family, built anew from the snapshots on each collect."""
 
-    def __init__(self, snapshot: Callable[[], Snapshot], region: str, project_id: str) -> None:
-        self._snapshot = snapshot
-        self._region = region
-        self._project_id = project_id
+    def __init__(self, views: Callable[[], Sequence[TargetView]]) -> None:
+        self._views = views
 
     def describe(self) -> list[Metric]:
         return []  # registering must not call the API
 
     def collect(self) -> Iterator[Metric]:
-        snapshot = self._snapshot()
+        views = self._views()
         up = GaugeMetricFamily(
             "cph_up",
             "1 when the latest refresh reached the CPH API and listed (or fetched) the servers.",
             labels=("region", "project_id"),
         )
-        up.add_metric((self._region, self._project_id), 1.0 if snapshot.up else 0.0)
+        for view in views:
+            up.add_metric((view.region, view.project_id), 1.0 if view.snapshot.up else 0.0)
         yield up
 
         status = _gauge("cph_server_status", "Raw status code of the cloud phone server.")
@@ -98,17 +98,19 @@ class FleetCollector(Collector):
             "cph_server_updated_timestamp_seconds", "When the server was last updated, Unix time."
         )
         seen: set[str] = set()  # ids cut to the same label would make duplicate series
-        for record in snapshot.servers:
-            server_id = label_value(record.server.server_id)
-            if server_id in seen:
-                continue
-            seen.add(server_id)
-            self._add_server(record, status, state, info, addresses, created, updated)
-            self._add_details(record, bandwidth, volume)
+        for view in views:
+            for record in view.snapshot.servers:
+                server_id = label_value(record.server.server_id)
+                if server_id in seen:
+                    continue
+                seen.add(server_id)
+                self._add_server(view, record, status, state, info, addresses, created, updated)
+                self._add_details(record, bandwidth, volume)
         yield from (status, state, info, bandwidth, volume, addresses, created, updated)
 
+    @staticmethod
     def _add_server(
-        self,
+        view: TargetView,
         record: ServerRecord,
         status: GaugeMetricFamily,
         state: GaugeMetricFamily,
@@ -125,7 +127,7 @@ class FleetCollector(Collector):
         for name in STATE_NAMES:
             state.add_metric([*identity, name], 1.0 if name == current else 0.0)
         facts = [label_value(getattr(server, name)) for name in INFO_LABELS]
-        info.add_metric([*identity, *facts, self._region, self._project_id], 1.0)
+        info.add_metric([*identity, *facts, view.region, view.project_id], 1.0)
         addresses.add_metric(identity, server.address_count)
         if server.created_at is not None:
             _add(created, identity, server.created_at)

@@ -223,3 +223,71 @@ STATE_NAMES: tuple[str, ...] = (
 
 def server_state(status: int | None) -> str:
     return SERVER_STATES.get(status, "unknown") if status is not None else "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Phone:
+    """A cloud phone from ListCloudPhones."""
+
+    phone_id: str
+    phone_name: str
+    server_id: str
+    phone_model_name: str
+    image_id: str
+    image_version: str
+    phone_type: str
+    status: int | None
+
+
+PHONE_STATES: Mapping[int, str] = {
+    0: "creating",
+    1: "creating",
+    2: "running",
+    3: "resetting",
+    4: "restarting",
+    6: "frozen",
+    7: "stopping",
+    8: "stopped",
+    -5: "reset_failed",
+    -6: "restart_failed",
+    -7: "abnormal",
+    -8: "create_failed",
+    -9: "stop_failed",
+}
+PHONE_STATE_NAMES: tuple[str, ...] = (
+    "creating",
+    "running",
+    "resetting",
+    "restarting",
+    "frozen",
+    "stopping",
+    "stopped",
+    "reset_failed",
+    "restart_failed",
+    "abnormal",
+    "create_failed",
+    "stop_failed",
+    "unknown",
+)
+
+
+def phone_state(status: int | None) -> str:
+    return PHONE_STATES.get(status, "unknown") if status is not None else "unknown"
+
+
+def parse_phone(answer: object) -> Phone:
+    if not isinstance(answer, Mapping):
+        raise ParseError("phone entry is not a JSON object")
+    phone_id = clean_text(answer.get("phone_id")).strip()
+    if not phone_id:
+        raise ParseError("phone entry has no phone_id")
+    return Phone(
+        phone_id=phone_id,
+        phone_name=clean_text(answer.get("phone_name")),
+        server_id=clean_text(answer.get("server_id")).strip(),
+        phone_model_name=clean_text(answer.get("phone_model_name")),
+        image_id=clean_text(answer.get("image_id")),
+        image_version=clean_text(answer.get("image_version")),
+        phone_type=clean_text(answer.get("type")),
+        status=parse_int(answer.get("status")),
+    )

@@ -22,7 +22,15 @@ from cachetools import TTLCache
 
 from cph_exporter.client import CphClient, DeadlineError
 from cph_exporter.errors import ApiError
-from cph_exporter.models import ParseError, Server, ServerDetails, parse_details, parse_server
+from cph_exporter.models import (
+    ParseError,
+    Phone,
+    Server,
+    ServerDetails,
+    parse_details,
+    parse_phone,
+    parse_server,
+)
 from cph_exporter.self_metrics import ApiMetrics
 from cph_exporter.shard import WHOLE, Shard
 from cph_exporter.snapshot import EMPTY, ServerRecord, Snapshot
@@ -47,11 +55,15 @@ class Refresher:
         metrics: ApiMetrics,
         server_ids: tuple[str, ...] = (),
         shard: Shard = WHOLE,
+        server_filter: Callable[[Server], bool] | None = None,
+        phones: bool = False,
+        phones_ttl: float = 60.0,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._shard = shard
+        self._server_filter = server_filter
         self._server_ids = tuple(s for s in server_ids if shard.owns(s))
         self._max_stale = max_stale
         self._refresh_timeout = refresh_timeout
@@ -62,6 +74,11 @@ class Refresher:
         self._fresh: TTLCache[str, Snapshot] = TTLCache(maxsize=1, ttl=ttl, timer=monotonic)
         self._details: TTLCache[str, tuple[str, ServerDetails]] = TTLCache(
             maxsize=_MAX_CACHED_DETAILS, ttl=detail_max_age, timer=monotonic
+        )
+        # Phones have their own TTL: a server refresh lists them again only once it expired.
+        self._phones_enabled = phones
+        self._phones: TTLCache[str, tuple[Phone, ...]] = TTLCache(
+            maxsize=1, ttl=phones_ttl, timer=monotonic
         )
         self._current = EMPTY
         self._generation = 0
@@ -119,6 +136,7 @@ class Refresher:
         except Exception as exc:  # a bug must not stop refreshing for good
             log.exception("refresh failed unexpectedly")
             records, error = None, f"internal error: {type(exc).__name__}"
+        phones, phones_up = self._refresh_phones(previous, deadline)
         now = self._clock()
         self._generation += 1
         if records is None:
@@ -130,6 +148,8 @@ class Refresher:
                 refresh_duration=self._monotonic() - started,
                 error=error,
                 generation=self._generation,
+                phones=phones,
+                phones_up=phones_up,
             )
         else:
             snapshot = Snapshot(
@@ -141,6 +161,8 @@ class Refresher:
                 data_at=now,
                 error=error,
                 generation=self._generation,
+                phones=phones,
+                phones_up=phones_up,
             )
         with self._lock:
             self._current = snapshot
@@ -162,7 +184,9 @@ class Refresher:
                 continue
             # The list is read whole (cph_up speaks for the project) but only this
             # replica's servers get details and series.
-            if self._shard.owns(server.server_id):
+            if self._shard.owns(server.server_id) and (
+                self._server_filter is None or self._server_filter(server)
+            ):
                 servers[server.server_id] = server
         for gone in set(self._details.keys()) - servers.keys():
             self._details.pop(gone, None)
@@ -199,6 +223,39 @@ class Refresher:
         if errors and not records and not all(e.is_not_found for e in errors):
             return None, str(errors[0])
         return tuple(r for _, r in sorted(records.items())), ""
+
+    def _refresh_phones(
+        self, previous: Snapshot, deadline: float
+    ) -> tuple[tuple[Phone, ...] | None, bool]:
+        """The phones, listed again once their TTL has run out; the last ones if that fails."""
+        if not self._phones_enabled:
+            return None, False
+        cached = self._phones.get(_KEY)
+        if cached is not None:
+            return cached, True
+        try:
+            if self._server_ids:  # least privilege: only the watched servers' phones
+                entries = [
+                    entry
+                    for server_id in self._server_ids
+                    for entry in self._client.list_phones(deadline, server_id=server_id).entries
+                ]
+            else:
+                entries = self._client.list_phones(deadline).entries
+        except ApiError as exc:
+            log.warning("phones unavailable, serving the last ones: %s", exc)
+            return previous.phones, False
+        phones: dict[str, Phone] = {}
+        for entry in entries:
+            try:
+                phone = parse_phone(entry)
+            except ParseError as exc:
+                log.warning("skipping a listed phone: %s", exc)
+                continue
+            phones[phone.phone_id] = phone
+        listed = tuple(phone for _, phone in sorted(phones.items()))
+        self._phones[_KEY] = listed
+        return listed, True
 
     def _fetch_details(
         self, server_ids: list[str], deadline: float

@@ -17,6 +17,7 @@ from cph_exporter.simulator import (
     Faults,
     documented_examples,
     generate_fleet,
+    generate_phones,
 )
 
 
@@ -41,6 +42,7 @@ class SimulatedProject:
             {SIMULATOR_ACCESS_KEY: SIMULATOR_SECRET_KEY},
             SIMULATOR_PROJECT_ID,
             faults=Faults(latency=config.simulate_latency),
+            phones=generate_phones(servers, seed=config.simulate_seed),
         )
         url = simulator.start()
         config = dataclasses.replace(

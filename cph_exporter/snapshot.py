@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cph_exporter.models import Server, ServerDetails
+from cph_exporter.models import Phone, Server, ServerDetails
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,8 @@ class Snapshot:
     data_at: float | None  # wall clock at which `servers` were fetched
     error: str = ""  # why the latest refresh failed, for logs; never a label
     generation: int = 0  # grows with every refresh, so renderers can cache by it
+    phones: tuple[Phone, ...] | None = None  # None: not collected, or never listed yet
+    phones_up: bool = False  # the latest phone listing succeeded
 
     @property
     def servers_without_details(self) -> int:

@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 from cph_exporter.exposition import Exposition, accepts_gzip
-from cph_exporter.refresher import Refresher
+from cph_exporter.targets import Fleet
 from cph_exporter.webconfig import ReloadingWebConfig, WebConfigHTTPServer, WebConfigRequestHandler
 
 log = logging.getLogger(__name__)
@@ -39,13 +39,13 @@ class ExporterHandlerContext:
 
     def __init__(
         self,
-        refresher: Refresher,
+        fleet: Fleet,
         exposition: Exposition,
         telemetry_path: str,
         default_scrape_timeout: float,
         max_in_flight: int,
     ) -> None:
-        self.refresher = refresher
+        self.fleet = fleet
         self.exposition = exposition
         self.telemetry_path = telemetry_path
         self.default_scrape_timeout = default_scrape_timeout
@@ -74,7 +74,7 @@ class ExporterHandler(WebConfigRequestHandler):
         elif path == "/-/healthy":
             self._send(200, b"Healthy\n", "text/plain; charset=utf-8")
         elif path == "/-/ready":
-            if self.context.refresher.ready:
+            if self.context.fleet.ready:
                 self._send(200, b"Ready\n", "text/plain; charset=utf-8")
             else:
                 self._send(
@@ -92,9 +92,9 @@ class ExporterHandler(WebConfigRequestHandler):
                 self.headers.get("X-Prometheus-Scrape-Timeout-Seconds"),
                 self.context.default_scrape_timeout,
             )
-            snapshot = self.context.refresher.snapshot(timeout=budget)
+            views = self.context.fleet.views(timeout=budget)
             body = self.context.exposition.body(
-                snapshot,
+                views,
                 self.headers.get("Accept"),
                 gzip_ok=accepts_gzip(self.headers.get("Accept-Encoding")),
             )

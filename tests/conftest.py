@@ -20,6 +20,7 @@ from cph_exporter.simulator import (
     CphSimulator,
     documented_examples,
     generate_fleet,
+    generate_phones,
 )
 
 GOOD_CREDENTIALS = Credentials(SIMULATOR_ACCESS_KEY, SIMULATOR_SECRET_KEY)
@@ -31,7 +32,12 @@ def fleet(count: int = 30) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def simulator() -> Iterator[CphSimulator]:
-    sim = CphSimulator(fleet(), {SIMULATOR_ACCESS_KEY: SIMULATOR_SECRET_KEY}, SIMULATOR_PROJECT_ID)
+    sim = CphSimulator(
+        fleet(),
+        {SIMULATOR_ACCESS_KEY: SIMULATOR_SECRET_KEY},
+        SIMULATOR_PROJECT_ID,
+        phones=generate_phones(fleet()),
+    )
     sim.start()
     yield sim
     sim.stop()

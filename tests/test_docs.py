@@ -47,7 +47,7 @@ def test_readme_table_matches_the_exposition(
     simulator: CphSimulator, make_exporter: ExporterFactory
 ) -> None:
     simulator.faults.broken_details = {}
-    text = scrape(make_exporter(simulator))
+    text = scrape(make_exporter(simulator, phone_details=True))
     docs = documented()
     assert len(docs) >= 18, "the metrics table was not found in README.md"
     real = {name: v for name, v in exposed(text).items() if name.startswith("cph_")}

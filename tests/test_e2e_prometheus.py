@@ -119,9 +119,8 @@ def exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = f"http://127.0.0.1:{free_port()}"
     args = [sys.executable, "-m", "cph_exporter", "--simulate"]
     args += ["--simulate.servers", str(SERVERS), "--cache.ttl", TTL]
-    args += ["--web.listen-address", url.removeprefix("http://")]
-    # /-/ready waits for a first refresh, which the first scrape triggers
-    proc = start(args, log, f"{url}/-/healthy")
+    args += ["--web.listen-address", url.removeprefix("http://"), "--collector.phone-details"]
+    proc = start(args, log, f"{url}/-/ready")
     try:
         yield url
     finally:

@@ -20,11 +20,13 @@ from cph_exporter.simulator import (
     SIMULATOR_SECRET_KEY,
     CphSimulator,
     generate_fleet,
+    generate_phones,
 )
 from tests.conftest import ExporterFactory, fleet, scrape
 
 LIST = "ListCloudPhoneServers"
 DETAIL = "GetCloudPhoneServerDetail"
+PHONES = "ListCloudPhones"
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 
@@ -101,7 +103,8 @@ def test_two_scrapes_within_ttl_call_the_api_once(
     exporter = make_exporter(simulator)
     first = scrape(exporter)
     calls = dict(simulator.calls)
-    assert calls == {LIST: 1, DETAIL: len(fleet())}
+    phone_pages = -(-len(generate_phones(fleet())) // 100)
+    assert calls == {LIST: 1, DETAIL: len(fleet()), PHONES: phone_pages}
     second = scrape(exporter)
     assert dict(simulator.calls) == calls
     assert samples(first)["cph_server_state"] == samples(second)["cph_server_state"]

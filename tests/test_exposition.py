@@ -16,6 +16,7 @@ from cph_exporter.exposition import Exposition
 from cph_exporter.fleet_collector import MAX_LABEL_VALUE_BYTES, FleetCollector, label_value
 from cph_exporter.models import parse_details, parse_server
 from cph_exporter.snapshot import ServerRecord, Snapshot
+from cph_exporter.targets import TargetView
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden" / "fleet.prom"
@@ -63,10 +64,10 @@ def sample_snapshot() -> Snapshot:
 
 def render(snapshot: Snapshot, accept: str | None = None) -> bytes:
     exposition = Exposition(
-        lambda snap: FleetCollector(lambda: snap, "sim-region-1", "proj"),
+        lambda views: [FleetCollector(lambda: views)],
         CollectorRegistry(auto_describe=False),
     )
-    return exposition.render(snapshot, accept)[0]
+    return exposition.render((TargetView("sim-region-1", "proj", snapshot),), accept)[0]
 
 
 def test_golden_exposition() -> None:

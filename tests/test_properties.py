@@ -23,6 +23,7 @@ from cph_exporter.exposition import Exposition
 from cph_exporter.fleet_collector import FleetCollector, label_value
 from cph_exporter.models import ParseError, ServerDetails, parse_details, parse_server
 from cph_exporter.snapshot import ServerRecord, Snapshot
+from cph_exporter.targets import TargetView
 
 # Surrogates included (hypothesis leaves them out by default), and the characters that
 # need escaping in an exposition made likely.
@@ -132,10 +133,12 @@ def test_parsing_raises_only_parse_error_and_only_without_identity(answer: objec
 
 def render(snapshot: Snapshot, accept: str) -> str:
     exposition = Exposition(
-        lambda snap: FleetCollector(lambda: snap, "region-1", "project"),
+        lambda views: [FleetCollector(lambda: views)],
         CollectorRegistry(auto_describe=False),
     )
-    return exposition.render(snapshot, accept)[0].decode("utf-8")
+    return exposition.render((TargetView("region-1", "project", snapshot),), accept)[0].decode(
+        "utf-8"
+    )
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from cph_exporter.simulator import (
     generate_fleet,
 )
 from cph_exporter.snapshot import ServerRecord, Snapshot
+from cph_exporter.targets import TargetView
 from tests.conftest import ExporterFactory, fleet
 
 LIST = "ListCloudPhoneServers"
@@ -82,9 +84,13 @@ class CountingFleet:
     def __init__(self) -> None:
         self.builds = 0
 
-    def __call__(self, snapshot: Snapshot) -> FleetCollector:
+    def __call__(self, views: Sequence[TargetView]) -> list[FleetCollector]:
         self.builds += 1
-        return FleetCollector(lambda: snapshot, "sim-region-1", "proj")
+        return [FleetCollector(lambda: views)]
+
+
+def views(snapshot: Snapshot) -> tuple[TargetView, ...]:
+    return (TargetView("sim-region-1", "proj", snapshot),)
 
 
 def live_registry() -> CollectorRegistry:
@@ -98,7 +104,7 @@ def live_registry() -> CollectorRegistry:
 def plain_render(snapshot: Snapshot, live: CollectorRegistry, openmetrics: bool) -> bytes:
     """What the exporter served before any caching: one generate_latest of everything."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(FleetCollector(lambda: snapshot, "sim-region-1", "proj"))
+    registry.register(FleetCollector(lambda: views(snapshot)))
     for collector in live._collector_to_names:  # the same live collectors, in order
         registry.register(collector)
     return generate_openmetrics(registry) if openmetrics else generate_latest(registry)
@@ -110,8 +116,8 @@ def test_cached_render_is_byte_identical_to_a_fresh_generate_latest(accept: str 
     live = live_registry()
     builds = CountingFleet()
     exposition = Exposition(builds, live)
-    first, _ = exposition.render(snapshot, accept)
-    second, _ = exposition.render(snapshot, accept)
+    first, _ = exposition.render(views(snapshot), accept)
+    second, _ = exposition.render(views(snapshot), accept)
     expected = plain_render(snapshot, live, openmetrics=accept is not None)
     assert first == second == expected
     assert builds.builds == 1  # the second scrape was served from the cache
@@ -123,15 +129,15 @@ def test_gzip_is_the_cached_member_plus_a_live_one(accept: str | None) -> None:
     live = live_registry()
     builds = CountingFleet()
     exposition = Exposition(builds, live)
-    first = exposition.body(snapshot, accept, gzip_ok=True)
-    second = exposition.body(snapshot, accept, gzip_ok=True)
+    first = exposition.body(views(snapshot), accept, gzip_ok=True)
+    second = exposition.body(views(snapshot), accept, gzip_ok=True)
     assert first.content_encoding == "gzip"
     assert second.parts[0] is first.parts[0]  # not compressed again
     assert builds.builds == 1
     joined = b"".join(second.parts)
     assert len(gzip_members(joined)) == 2
     assert gzip.decompress(joined) == plain_render(snapshot, live, accept is not None)
-    identity, _ = exposition.render(snapshot, accept)
+    identity, _ = exposition.render(views(snapshot), accept)
     assert gzip.decompress(joined) == identity
 
 
@@ -139,12 +145,12 @@ def test_a_new_snapshot_is_rendered_anew() -> None:
     servers = fleet()
     builds = CountingFleet()
     exposition = Exposition(builds, live_registry())
-    old, _ = exposition.render(snapshot_of(servers, generation=1), None)
+    old, _ = exposition.render(views(snapshot_of(servers, generation=1)), None)
     changed = [dict(servers[0], status=2), *servers[1:]]
-    new, _ = exposition.render(snapshot_of(changed, generation=2), None)
+    new, _ = exposition.render(views(snapshot_of(changed, generation=2)), None)
     assert builds.builds == 2 and old != new
     # A late scrape still holding the old snapshot gets its own bytes, not the new ones.
-    late, _ = exposition.render(snapshot_of(servers, generation=1), None)
+    late, _ = exposition.render(views(snapshot_of(servers, generation=1)), None)
     assert late == old
 
 
@@ -179,12 +185,13 @@ def get(exporter: Exporter, **headers: str) -> requests.Response:
 def test_served_fleet_equals_a_fresh_render_of_the_same_snapshot(
     simulator: CphSimulator, make_exporter: ExporterFactory
 ) -> None:
-    exporter = make_exporter(simulator)
+    exporter = make_exporter(simulator, phones=False)  # the phone families follow otherwise
     identity = get(exporter, **{"Accept-Encoding": "identity"}).text
     zipped = get(exporter, **{"Accept-Encoding": "gzip"}).text  # decoded by requests
     registry = CollectorRegistry(auto_describe=False)
     snapshot = exporter.refresher.current()
-    registry.register(FleetCollector(lambda: snapshot, SIMULATOR_REGION, SIMULATOR_PROJECT_ID))
+    target_views = (TargetView(SIMULATOR_REGION, SIMULATOR_PROJECT_ID, snapshot),)
+    registry.register(FleetCollector(lambda: target_views))
     fresh = generate_latest(registry).decode()
     assert identity.startswith(fresh)  # byte for byte, then the live part
     assert fleet_series(identity) == fleet_series(zipped) == series(fresh)
@@ -196,7 +203,9 @@ def test_served_fleet_equals_a_fresh_render_of_the_same_snapshot(
 def test_an_unchanged_fleet_is_refreshed_from_list_calls_alone(
     simulator: CphSimulator, make_exporter: ExporterFactory
 ) -> None:
-    exporter = make_exporter(simulator, cache_ttl=0.3, cache_max_stale=60.0, detail_max_age=3600)
+    exporter = make_exporter(
+        simulator, cache_ttl=0.3, cache_max_stale=60.0, detail_max_age=3600, phones=False
+    )
     first = get(exporter).text
     assert dict(simulator.calls) == {LIST: 1, DETAIL: len(fleet())}
     simulator.reset_counters()
@@ -212,7 +221,9 @@ def test_a_changed_server_alone_is_fetched_again(
     simulator: CphSimulator, make_exporter: ExporterFactory
 ) -> None:
     servers = fleet()
-    exporter = make_exporter(simulator, cache_ttl=0.3, cache_max_stale=60.0, detail_max_age=3600)
+    exporter = make_exporter(
+        simulator, cache_ttl=0.3, cache_max_stale=60.0, detail_max_age=3600, phones=False
+    )
     get(exporter)
     changed = dict(servers[3], update_time="2030-01-01T00:00:00Z", status=8)
     changed["volumes"] = [
