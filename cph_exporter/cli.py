@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import signal
@@ -21,17 +20,11 @@ from cph_exporter.config import (
     project_id_from_env,
     validate,
 )
-from cph_exporter.credential_sources import (
-    ChainCredentials,
-    CredentialError,
-    CredentialsNotFound,
-    EnvCredentials,
-    ProjectIdResolver,
-    ProjectLookupError,
-    default_chain,
-)
+from cph_exporter.config_file import load_config_file
+from cph_exporter.credential_sources import CredentialError, EnvCredentials
 from cph_exporter.credentials import Credentials
 from cph_exporter.shard import parse_shard
+from cph_exporter.startup import SecretLedger, file_targets, flag_target
 from cph_exporter.webconfig import WebConfigError
 
 if TYPE_CHECKING:
@@ -297,55 +290,6 @@ def credentials_from_env(environ: Mapping[str, str]) -> Credentials:
         raise ConfigError(f"credentials: {exc}") from None
 
 
-class RememberingCredentials:
-    """Hands out the chain's current credentials and remembers every secret it handed out,
-    so the log scrubber knows them without ever triggering a (logged) credential fetch."""
-
-    def __init__(self, chain: ChainCredentials) -> None:
-        self.chain = chain
-        self._secrets: set[str] = set()
-
-    def get(self) -> Credentials:
-        creds = self.chain.get()
-        self._secrets.update(creds.secrets())
-        return creds
-
-    def secrets(self) -> tuple[str, ...]:
-        return tuple(self._secrets)
-
-
-def real_project(
-    config: Config, environ: Mapping[str, str]
-) -> tuple[Config, RememberingCredentials]:
-    """Credentials from the first source that has them, and the project ID (from IAM if unset)."""
-    chain = default_chain(environ, None, config.metadata_url, config.use_metadata)
-    credentials = RememberingCredentials(chain)
-    try:
-        credentials.get()
-    except CredentialsNotFound:
-        raise ConfigError(
-            "credentials: none found; set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK (or their "
-            "_FILE variants), write ~/.huaweicloud/credentials, use --cph.metadata on an ECS, "
-            "or run with --simulate"
-        ) from None
-    except CredentialError as exc:
-        raise ConfigError(f"credentials: {exc}") from None
-    if not config.project_id:
-        import requests
-
-        resolver = ProjectIdResolver(
-            requests.Session(), chain, iam_endpoint=config.iam_endpoint or None, environ=environ
-        )
-        try:
-            project_id = resolver.resolve(config.region)
-        except ProjectLookupError as exc:
-            raise ConfigError(
-                f"--cph.project-id: not set, and the IAM lookup failed: {exc}"
-            ) from None
-        config = dataclasses.replace(config, project_id=project_id)
-    return config, credentials
-
-
 def _fail(message: str) -> int:
     print(f"cph-exporter: {message}", file=sys.stderr)
     return 2
@@ -359,6 +303,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     simulated: SimulatedProject | None = None
     try:
         config = config_from_args(args, environ)
+        file_config = load_config_file(config.config_file) if config.config_file else None
+        if args.config_check:
+            targets = f"{len(file_config)} target(s) in {config.config_file}" if file_config else ""
+            print(f"cph-exporter: configuration OK {targets}".rstrip())
+            return 0
         if config.simulate:
             from cph_exporter.simulated import SimulatedProject  # only needed here
 
@@ -367,13 +316,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             logsetup.configure(config.log_level, config.log_format, fixed.secrets)
             exporter = Exporter(config, lambda: fixed)
         else:
-            logsetup.configure(config.log_level, config.log_format, tuple)
-            config, credentials = real_project(config, environ)
-            logsetup.configure(config.log_level, config.log_format, credentials.secrets)
-            log.info("using credentials from %s", credentials.chain.describe())
-            exporter = Exporter(
-                config, credentials.get, on_auth_failure=credentials.chain.invalidate
-            )
+            ledger = SecretLedger()
+            logsetup.configure(config.log_level, config.log_format, ledger.secrets)
+            if file_config is not None:
+                exporter = Exporter(config, targets=file_targets(file_config, environ, ledger))
+            else:
+                config, spec = flag_target(config, environ, ledger)
+                exporter = Exporter(config, targets=[spec])
     except ConfigError as exc:
         if simulated is not None:
             simulated.stop()

@@ -127,6 +127,12 @@ def validate(config: Config) -> Config:
     ):
         if url_text and urlsplit(url_text).scheme not in ("http", "https"):
             raise fail(setting, f"not an http(s) URL: {url_text!r}")
+    if config.config_file is not None:
+        if config.simulate:
+            raise fail("--config.file", "not with --simulate")
+        if config.server_ids:
+            raise fail("--cph.server-id", "not with --config.file: give server_ids per target")
+        return config  # each target of the file names its region, project and endpoint
     if config.simulate:
         return config
     if not config.region:
