@@ -3,8 +3,9 @@
 The exporter (`python -m cph_exporter --simulate`) and Debian's `prometheus` run as
 subprocesses on loopback. Prometheus loads a copy of prometheus/alerts.yml whose `for`
 durations are cut to seconds, so the alerts fire within the test. The simulated fleet
-(`generate_fleet(60)` plus the documented examples) is the oracle for which servers must
-alert, and every Grafana dashboard query must return data from this Prometheus.
+(`generate_fleet(60)` plus the documented examples) and its phones (`generate_phones`) are
+the oracle for which servers must alert and how many phones each has in each state, and
+every Grafana dashboard query must return data from this Prometheus.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,6 +56,18 @@ SERVER_ALERTS = {
     "CphServerStuckCreating": ("creating", None),
     "CphServerUnknownStatus": ("unknown", None),
 }
+# Phone alert -> the phone states it fires for (one alert per server and state with phones).
+PHONE_FAILED = {"reset_failed", "restart_failed", "create_failed", "stop_failed"}
+PHONE_ALERTS = {
+    "CphServerPhonesAbnormal": {"abnormal"},
+    "CphServerPhonesFailed": PHONE_FAILED,
+    "CphServerPhonesStuck": {"creating", "resetting", "restarting", "stopping"},
+}
+# Phone status code -> cph_server_phones state (issue 6); anything else is "unknown".
+PHONE_STATES = {0: "creating", 1: "creating", 2: "running", 3: "resetting", 4: "restarting"}
+PHONE_STATES |= {6: "frozen", 7: "stopping", 8: "stopped", -5: "reset_failed"}
+PHONE_STATES |= {-6: "restart_failed", -7: "abnormal", -8: "create_failed", -9: "stop_failed"}
+PHONE_STATE_NAMES = {*PHONE_STATES.values(), "unknown"}
 GRAFANA_VARS = {"__rate_interval": "1m", "__interval": "15s", "__range": "5m"}
 
 T = TypeVar("T")
@@ -187,14 +201,42 @@ def expected_servers() -> dict[str, set[str]]:
     return by_state
 
 
+def simulated_servers() -> list[dict[str, Any]]:
+    """The servers in the order `--simulate` builds them, which decides their phones."""
+    from cph_exporter.simulator import documented_examples, generate_fleet
+
+    return documented_examples() + generate_fleet(SERVERS)
+
+
+def expected_phones() -> dict[str, Counter[str]]:
+    """Phone count per state for every simulated server (servers without phones too)."""
+    from cph_exporter.simulator import generate_phones
+
+    servers = simulated_servers()
+    phones: dict[str, Counter[str]] = {s["server_id"]: Counter() for s in servers}
+    for phone in generate_phones(servers):
+        phones[phone["server_id"]][PHONE_STATES.get(int(phone["status"]), "unknown")] += 1
+    return phones
+
+
+def expected_phone_alerts() -> dict[str, dict[tuple[str, str], int]]:
+    """(server_id, state) -> phone count, for every phone alert."""
+    phones = expected_phones()
+    return {
+        name: {(sid, st): n for sid, c in phones.items() for st, n in c.items() if st in states}
+        for name, states in PHONE_ALERTS.items()
+    }
+
+
 def firing(alerts: list[dict], name: str) -> list[dict]:
     return [a for a in alerts if a["labels"]["alertname"] == name and a["state"] == "firing"]
 
 
 @pytest.fixture(scope="module")
 def settled(prometheus: str) -> list[dict]:
-    """Active alerts once the target is up and every server alert has fired."""
+    """Active alerts once the target is up and every server and phone alert has fired."""
     by_state = expected_servers()
+    by_phone_state = expected_phone_alerts()
 
     def target_up() -> bool:
         targets = api(prometheus, "targets")["activeTargets"]
@@ -212,10 +254,14 @@ def settled(prometheus: str) -> list[dict]:
             ids = {a["labels"]["server_id"] for a in firing(alerts, name)}
             if by_state.get(state, set()) - ids:
                 missing[name] = by_state.get(state, set()) - ids
+        for name, want in by_phone_state.items():
+            got = {(a["labels"]["server_id"], a["labels"]["state"]) for a in firing(alerts, name)}
+            if set(want) - got:
+                missing[name] = set(want) - got
         return None if missing else alerts
 
     try:
-        return wait_for("the server alerts to fire", all_fired)
+        return wait_for("the server and phone alerts to fire", all_fired)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\nnot firing: {missing}") from None
 
@@ -248,6 +294,59 @@ def test_abnormal_and_frozen_fire_for_exactly_those_servers(settled: list[dict])
             text = alert["annotations"]["summary"] + alert["annotations"]["description"]
             for label in ("server_name", "server_id", "availability_zone"):
                 assert labels[label] and labels[label] in text, (label, alert)
+
+
+def test_phone_alerts_fire_for_exactly_those_servers_and_states(settled: list[dict]) -> None:
+    expected = expected_phone_alerts()
+    assert all(expected.values()), f"the simulated phones lack a state: {expected}"
+    names = {r["alert"] for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]}
+    assert set(PHONE_ALERTS) <= names
+    for name, want in expected.items():
+        alerts = firing(settled, name)
+        got = [(a["labels"]["server_id"], a["labels"]["state"]) for a in alerts]
+        assert len(got) == len(set(got)), f"{name} fires twice for a server and state: {got}"
+        assert set(got) == set(want), (
+            f"{name}: extra {set(got) - set(want)}, missing {set(want) - set(got)}"
+        )
+        for alert in alerts:
+            labels = alert["labels"]
+            assert labels["job"] == "cph" and labels["severity"] == "warning", alert
+            text = alert["annotations"]["summary"] + alert["annotations"]["description"]
+            for label in ("server_name", "server_id", "availability_zone", "state"):
+                assert labels[label] and labels[label] in text, (label, alert)
+            # the description gives the number of phones
+            count = want[(labels["server_id"], labels["state"])]
+            assert re.search(rf"(?<![\d.]){count}(?![\d.])", alert["annotations"]["description"])
+            assert float(alert["value"]) == count, alert
+
+
+def test_server_phones_match_the_simulated_phones(prometheus: str, settled: list[dict]) -> None:
+    """cph_server_phones per server and state, and its sum, equal the simulator's phones."""
+    expected = expected_phones()
+    series = api(prometheus, "query", query="cph_server_phones")["result"]
+    got: dict[str, dict[str, float]] = {}
+    for s in series:
+        states = got.setdefault(s["metric"]["server_id"], {})
+        assert s["metric"]["state"] not in states, s["metric"]
+        states[s["metric"]["state"]] = float(s["value"][1])
+    assert set(got) == set(expected)
+    for server_id, states in got.items():
+        assert set(states) == PHONE_STATE_NAMES, server_id  # every state, 0 where none
+        assert states == {st: float(expected[server_id][st]) for st in states}, server_id
+    totals = api(prometheus, "query", query="sum by (server_id) (cph_server_phones)")["result"]
+    assert {s["metric"]["server_id"]: float(s["value"][1]) for s in totals} == {
+        sid: float(sum(c.values())) for sid, c in expected.items()
+    }
+    # --collector.phone-details: one info series per phone, one state series per state
+    phones = sum(sum(c.values()) for c in expected.values())
+    (info,) = api(prometheus, "query", query="count(cph_phone_info)")["result"]
+    (state,) = api(prometheus, "query", query="count(cph_phone_state)")["result"]
+    (current,) = api(prometheus, "query", query="sum(cph_phone_state)")["result"]
+    assert float(info["value"][1]) == phones
+    assert float(state["value"][1]) == phones * len(PHONE_STATE_NAMES)
+    assert float(current["value"][1]) == phones
+    (up,) = api(prometheus, "query", query="cph_phones_up")["result"]
+    assert float(up["value"][1]) == 1.0
 
 
 def test_no_exporter_health_alert_fires(prometheus: str, settled: list[dict]) -> None:
@@ -314,12 +413,13 @@ def dashboard_cases() -> list[Any]:
 
 @pytest.fixture(scope="module")
 def variables(prometheus: str, settled: list[dict]) -> dict[str, str]:
-    """Values for the dashboards' variables: a server that has bandwidths and volumes."""
+    """Values for the dashboards' variables: a server with bandwidths, volumes and phones."""
     query = (
         "cph_server_bandwidth_size_bytes_per_second and on (server_id) cph_server_volume_size_bytes"
+        " and on (server_id) cph_phone_info"
     )
     result = api(prometheus, "query", query=query)["result"]
-    assert result, "no simulated server has both bandwidths and volumes"
+    assert result, "no simulated server has bandwidths, volumes and phones"
     server = min((s["metric"] for s in result), key=lambda m: m["server_id"])
     return GRAFANA_VARS | {
         "datasource": "prometheus",

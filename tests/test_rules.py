@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,48 @@ def test_alerts_issue_3_asks_for() -> None:
     ):
         assert name in rules
     assert rules["CphApiDown"]["expr"].strip() == "cph_up == 0"
+
+
+def test_phone_alerts_issue_6_asks_for() -> None:
+    """Abnormal, failed and stuck phones per server, and a failing phone listing."""
+    rules = alerts()
+    expected = {
+        "CphServerPhonesAbnormal": ("10m", {"abnormal"}),
+        "CphServerPhonesFailed": (
+            "10m",
+            {"reset_failed", "restart_failed", "create_failed", "stop_failed"},
+        ),
+        "CphServerPhonesStuck": ("30m", {"creating", "resetting", "restarting", "stopping"}),
+    }
+    for name, (duration, states) in expected.items():
+        rule = rules[name]
+        assert rule["for"] == duration and rule["labels"]["severity"] == "warning", name
+        assert "cph_server_phones" in rule["expr"], name
+        (matcher,) = re.findall(r'state=~?"([^"]+)"', rule["expr"])
+        assert set(matcher.split("|")) == states, name
+        # one alert per server and state: the state label is kept
+        assert "sum" not in rule["expr"] and " by " not in rule["expr"], name
+    # a failed scrape (stale series) must not restart the 30 minutes
+    assert rules["CphServerPhonesStuck"]["expr"].startswith("min_over_time(")
+    listing = rules["CphPhonesListingDown"]
+    assert listing["expr"].strip() == "cph_phones_up == 0" and listing["for"] == "15m"
+    assert listing["labels"]["severity"] == "warning"
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_per_phone_panels_say_they_need_phone_details(path: Path) -> None:
+    """cph_phone_* only exist with --collector.phone-details: the panel says so when empty."""
+
+    def walk(panels: list[dict]) -> Iterator[dict]:
+        for panel in panels:
+            yield panel
+            yield from walk(panel.get("panels", []))
+
+    for panel in walk(json.loads(path.read_text())["panels"]):
+        exprs = " ".join(t.get("expr", "") for t in panel.get("targets", []))
+        if re.search(r"\bcph_phone_(state|info)\b", exprs):
+            assert "--collector.phone-details" in panel["description"], panel["title"]
+            assert panel["fieldConfig"]["defaults"].get("noValue"), panel["title"]
 
 
 def test_every_alert_is_unit_tested_firing_and_silent() -> None:
