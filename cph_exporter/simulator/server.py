@@ -7,6 +7,7 @@ import contextlib
 import json
 import re
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -253,8 +254,10 @@ class CphSimulator:
         host: str = "127.0.0.1",
         port: int = 0,
         phones: list[dict[str, Any]] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.faults = Faults() if faults is None else faults
+        self._tls = tls  # a server context: serve HTTPS, as the real endpoint does
         self._phones = tuple(phones or ())  # newest first, as ListCloudPhones sorts them
         self.project_id = project_id
         self._credentials = credentials
@@ -275,6 +278,8 @@ class CphSimulator:
         if self._httpd is not None:
             raise RuntimeError("simulator already started")
         self._httpd = _HttpServer(self._address, self)
+        if self._tls is not None:
+            self._httpd.socket = self._tls.wrap_socket(self._httpd.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -312,7 +317,8 @@ class CphSimulator:
             raise RuntimeError("simulator not started")
         host, port = self._httpd.server_address[:2]
         host = host.decode() if isinstance(host, bytes) else host
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
     # ---- fleet and accounting ----
 
