@@ -1,9 +1,10 @@
 """The ``--config.file``: several CPH targets (regions, projects, credentials) in one YAML file.
 
-Loading is strict, in the way of :mod:`cph_exporter.webconfig`: the YAML is walked as nodes, so
-duplicate keys are seen and scalars are read as written (a project ID like ``0123`` stays a
-string), and every problem stops the load with one ``ConfigError`` line naming the file, the
-key path and what is wrong, for example::
+Loading is strict, in the way of :mod:`cph_exporter.webconfig` (both use
+:mod:`cph_exporter.yaml_nodes`): the YAML is walked as nodes, so duplicate keys are seen and
+scalars are read as written (a project ID like ``0123`` stays a string), and every problem
+stops the load with one ``ConfigError`` line naming the file, the key path and what is wrong,
+for example::
 
     config file /etc/cph.yml: targets[1].credentials.secret_key_env: required with access_key_env
 
@@ -24,7 +25,7 @@ import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, NoReturn
+from typing import Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -40,6 +41,7 @@ from cph_exporter.credential_sources import (
     default_chain,
 )
 from cph_exporter.credentials import Credentials
+from cph_exporter.yaml_nodes import NodeParser, show
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +75,6 @@ _CREDENTIAL_KEYS = tuple(
 )
 _WAY_OF = {key: way for way, (req, opt) in _WAYS.items() for key in req + opt}
 
-_NULL_TAG = "tag:yaml.org,2002:null"
 _STRING_TAGS = {"tag:yaml.org,2002:" + name for name in ("str", "int", "float")}
 
 
@@ -269,60 +270,19 @@ class FileCredentials(_CachedProvider):
 
 def _show(text: str) -> str:
     """A user-written key or (non-secret) value, made safe for a one-line message."""
-    if re.fullmatch(r"[\w.\-/:]{1,80}", text):
-        return text
-    shown = repr(text[:80])
-    return shown + "..." if len(text) > 80 else shown
+    return show(text, ":")
 
 
-class _Parser:
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.folder = os.path.dirname(os.path.abspath(source))
+class _Parser(NodeParser):
+    error = ConfigError
+    label = "config file"
+    show_also = ":"  # as in _show
+    bad_key = "keys must be plain strings (no merge keys)"
 
-    def fail(self, keypath: str, message: str) -> NoReturn:
-        raise ConfigError(f"config file {self.source}: {keypath}: {message}")
-
-    @staticmethod
-    def is_null(node: yaml.Node) -> bool:
-        return isinstance(node, yaml.ScalarNode) and node.tag == _NULL_TAG
-
-    @staticmethod
-    def kind(node: yaml.Node) -> str:
-        """What a node is, by type only: a misplaced value may be a secret."""
-        if isinstance(node, yaml.MappingNode):
-            return "a mapping"
-        if isinstance(node, yaml.SequenceNode):
-            return "a list"
-        kinds = {"bool": "true/false", "int": "a number", "float": "a number", "null": "nothing"}
-        return kinds.get(str(node.tag).rsplit(":", 1)[-1], "a string")
-
-    def mapping(
-        self, node: yaml.Node, keypath: str, allowed: tuple[str, ...]
-    ) -> dict[str, yaml.Node]:
-        """A mapping's entries, in file order; null is an empty mapping."""
-        if self.is_null(node):
-            return {}
-        if not isinstance(node, yaml.MappingNode):
-            self.fail(keypath, f"expected a mapping, got {self.kind(node)}")
-        out: dict[str, yaml.Node] = {}
-        prefix = f"{keypath}." if keypath != "top level" else ""
-        for key_node, value_node in node.value:
-            if (
-                not isinstance(key_node, yaml.ScalarNode)
-                or key_node.tag == "tag:yaml.org,2002:merge"
-            ):
-                self.fail(keypath, "keys must be plain strings (no merge keys)")
-            key = str(key_node.value)
-            where = prefix + _show(key)
-            if key in out:
-                self.fail(where, f"duplicate key (line {key_node.start_mark.line + 1})")
-            if key not in allowed:
-                close = difflib.get_close_matches(key, allowed, n=1)
-                hint = f"did you mean {close[0]}? " if close else ""
-                self.fail(where, f"unknown key ({hint}allowed: {', '.join(allowed)})")
-            out[key] = value_node
-        return out
+    def unknown_key(self, key: str, dotted: str, allowed: tuple[str, ...]) -> str:
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        return f"unknown key ({hint}allowed: {', '.join(allowed)})"
 
     def string(self, node: yaml.Node, keypath: str) -> str:
         """A non-empty scalar, as written (``0123`` stays ``0123``)."""
@@ -332,11 +292,6 @@ class _Parser:
         if not text.strip():
             self.fail(keypath, "must not be empty")
         return text
-
-    def boolean(self, node: yaml.Node, keypath: str) -> bool:
-        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:bool":
-            return bool(yaml.constructor.SafeConstructor.bool_values[str(node.value).lower()])
-        self.fail(keypath, f"expected true or false, got {self.kind(node)}")
 
     def integer(self, node: yaml.Node, keypath: str) -> int:
         if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:int":
@@ -614,21 +569,8 @@ def load_config_file(path: str) -> tuple[TargetConfig, ...]:
         raise ConfigError(
             f"config file {path}: cannot read the file: {exc.strerror or type(exc).__name__}"
         ) from None
-    try:
-        root = yaml.compose(data, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-        # Only the parser's own words: its snippet of the line could hold a secret.
-        raise ConfigError(
-            f"config file {path}: not valid YAML at {where}: {exc.problem or exc.context}"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(
-            f"config file {path}: not valid YAML: {' '.join(str(exc).split())}"
-        ) from None
     parser = _Parser(path)
-    targets = parser.targets(yaml.ScalarNode(_NULL_TAG, "") if root is None else root)
+    targets = parser.targets(parser.compose(data))
     inline = [
         f"targets[{i}].credentials"
         for i, target in enumerate(targets)

@@ -34,6 +34,8 @@ from typing import Any, NoReturn
 import bcrypt
 import yaml
 
+from cph_exporter.yaml_nodes import NULL_TAG, NodeParser, show
+
 log = logging.getLogger(__name__)
 
 _TLS_VERSIONS: dict[str, ssl.TLSVersion] = {
@@ -126,10 +128,7 @@ class WebConfigError(Exception):
 
 def _show(text: str) -> str:
     """A user-written key or value, made safe for a one-line message."""
-    if re.fullmatch(r"[\w.\-/]{1,80}", text):
-        return text
-    shown = repr(text[:80])
-    return shown + "..." if len(text) > 80 else shown
+    return show(text)
 
 
 @dataclass(frozen=True)
@@ -428,56 +427,13 @@ def _checkpw(password: bytes, hashed: bytes) -> bool:
 # Loading: walk YAML nodes rather than loaded values, to see duplicate keys and to read scalars
 # as written (exporter-toolkit's Go YAML reads `X-XSS-Protection: 0` as the string "0").
 
-_NULL_TAG = "tag:yaml.org,2002:null"
 
+class _Parser(NodeParser):
+    error = WebConfigError
+    label = "web config"
 
-class _Parser:
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.folder = os.path.dirname(os.path.abspath(source))
-
-    def fail(self, keypath: str, message: str) -> NoReturn:
-        _fail(self.source, keypath, message)
-
-    @staticmethod
-    def is_null(node: yaml.Node) -> bool:
-        return isinstance(node, yaml.ScalarNode) and node.tag == _NULL_TAG
-
-    @staticmethod
-    def kind(node: yaml.Node) -> str:
-        if isinstance(node, yaml.MappingNode):
-            return "a mapping"
-        if isinstance(node, yaml.SequenceNode):
-            return "a list"
-        # Named by type only: a misplaced value may be a password pasted by mistake.
-        kinds = {"bool": "true/false", "int": "a number", "float": "a number"}
-        return kinds.get(str(node.tag).rsplit(":", 1)[-1], "a string")
-
-    def mapping(
-        self, node: yaml.Node, keypath: str, allowed: tuple[str, ...] | None
-    ) -> dict[str, yaml.Node]:
-        """A mapping's entries; null is an empty mapping. ``allowed`` None: any key."""
-        if self.is_null(node):
-            return {}
-        if not isinstance(node, yaml.MappingNode):
-            self.fail(keypath, f"expected a mapping, got {self.kind(node)}")
-        out: dict[str, yaml.Node] = {}
-        prefix = f"{keypath}." if keypath != "top level" else ""
-        for key_node, value_node in node.value:
-            if (
-                not isinstance(key_node, yaml.ScalarNode)
-                or key_node.tag == "tag:yaml.org,2002:merge"
-            ):
-                self.fail(keypath, "keys must be plain strings")
-            key = str(key_node.value)
-            where = prefix + _show(key)
-            if key in out:
-                self.fail(where, f"duplicate key (line {key_node.start_mark.line + 1})")
-            if allowed is not None and key not in allowed:
-                reason = _NOT_SUPPORTED.get(prefix + key)
-                self.fail(where, reason or f"unknown key (allowed: {', '.join(allowed)})")
-            out[key] = value_node
-        return out
+    def unknown_key(self, key: str, dotted: str, allowed: tuple[str, ...]) -> str:
+        return _NOT_SUPPORTED.get(dotted) or super().unknown_key(key, dotted, allowed)
 
     def string(self, node: yaml.Node, keypath: str) -> str:
         """A scalar as written; null is the empty string, as in Go."""
@@ -486,13 +442,6 @@ class _Parser:
         if not isinstance(node, yaml.ScalarNode):
             self.fail(keypath, f"expected a string, got {self.kind(node)}")
         return str(node.value)
-
-    def boolean(self, node: yaml.Node, keypath: str, default: bool) -> bool:
-        if self.is_null(node):
-            return default
-        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:bool":
-            return bool(yaml.constructor.SafeConstructor.bool_values[str(node.value).lower()])
-        self.fail(keypath, f"expected true or false, got {self.kind(node)}")
 
     def strings(self, node: yaml.Node, keypath: str) -> tuple[str, ...]:
         if self.is_null(node):
@@ -512,7 +461,7 @@ class _Parser:
             return None
         # Any key at all means TLS: exporter-toolkit would quietly serve plain HTTP for, say,
         # a lone min_version; here the missing cert_file is an error instead.
-        null = yaml.ScalarNode(_NULL_TAG, "")
+        null = yaml.ScalarNode(NULL_TAG, "")
 
         def get(key: str) -> yaml.Node:
             return entries.get(key, null)
@@ -571,21 +520,9 @@ def _load(path: str) -> tuple[WebConfig, bool]:
         raise WebConfigError(
             f"web config {path}: cannot read the file: {e.strerror or e}"
         ) from None
-    try:
-        root = yaml.compose(data, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-        # Only the parser's own words: its snippet of the line could hold a secret.
-        raise WebConfigError(
-            f"web config {path}: not valid YAML at {where}: {e.problem or e.context}"
-        ) from None
-    except yaml.YAMLError as e:
-        raise WebConfigError(
-            f"web config {path}: not valid YAML: {' '.join(str(e).split())}"
-        ) from None
     parser = _Parser(path)
-    if root is None or parser.is_null(root):
+    root = parser.compose(data)
+    if parser.is_null(root):
         return WebConfig(source=path), True
     entries = parser.mapping(root, "top level", _TOP_KEYS)
     return (
