@@ -143,22 +143,20 @@ def test_no_proxy_bypasses_it(
 def test_scrapes_beyond_the_cap_get_503(
     simulator: CphSimulator, make_exporter: ExporterFactory
 ) -> None:
-    simulator.faults.latency = 1.0
+    simulator.faults.latency = 1.0  # the refresh takes seconds: scrapes overlap for sure
     exporter = make_exporter(simulator, max_requests=1, phones=False)
-    results: list[int] = []
+    barrier = threading.Barrier(3)
+    answers: list[requests.Response] = []
 
-    def scrape_once() -> None:
-        results.append(requests.get(exporter.url + "/metrics", timeout=30).status_code)
+    def scrape_together() -> None:
+        barrier.wait()
+        answers.append(requests.get(exporter.url + "/metrics", timeout=30))
 
-    first = threading.Thread(target=scrape_once)
-    first.start()
-    # The first scrape holds the only slot while it waits on the slow refresh.
-    while not results and first.is_alive():
-        second = requests.get(exporter.url + "/metrics", timeout=30)
-        if second.status_code == 503:
-            assert "Too many concurrent scrapes" in second.text
-            break
-    else:
-        pytest.fail("no scrape was turned away")
-    first.join(30)
-    assert results == [200]
+    threads = [threading.Thread(target=scrape_together) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    codes = sorted(answer.status_code for answer in answers)
+    assert codes == [200, 503, 503]  # one slot: the one that got it waits, the others are told
+    assert all("Too many concurrent scrapes" in a.text for a in answers if a.status_code == 503)
