@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ from cph_exporter.simulator import (
 )
 from cph_exporter.startup import SecretLedger, file_targets
 from tests.conftest import ExporterFactory, fleet, scrape
+from tests.test_config import run_cli
 from tests.test_exporter import assert_complete, by_server, samples
 
 PROJECTS = ("a" * 32, "b" * 32, "c" * 32)
@@ -166,25 +165,15 @@ def test_no_phone_collector_makes_no_phone_calls(
     assert not any(name.startswith(("cph_phone", "cph_server_phones")) for name in got)
 
 
-def run(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cph_exporter", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", **(env or {})},
-    )
-
-
 def test_config_check(tmp_path: Path) -> None:
     good = tmp_path / "good.yml"
     good.write_text("targets:\n  - {name: a, region: cn-north-4, project_id: abc}\n")
-    result = run("--config.file", str(good), "--config.check")
+    result = run_cli("--config.file", str(good), "--config.check")
     assert result.returncode == 0, result.stderr
     assert "1 target(s)" in result.stdout
     bad = tmp_path / "bad.yml"
     bad.write_text("targets:\n  - {name: a, region: cn-north-4, projcet_id: abc}\n")
-    result = run("--config.file", str(bad), "--config.check")
+    result = run_cli("--config.file", str(bad), "--config.check")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert f"config file {bad}: targets[0].projcet_id" in result.stderr
@@ -199,7 +188,7 @@ def test_two_targets_on_one_project_are_refused(tmp_path: Path) -> None:
         "  - {name: b, region: cn-north-4, project_id: abc, credentials: "
         "{access_key_env: AK, secret_key_env: SK}}\n"
     )
-    result = run("--config.file", str(path), env={"AK": "ak", "SK": "sk-secret-value"})
+    result = run_cli("--config.file", str(path), env={"AK": "ak", "SK": "sk-secret-value"})
     assert result.returncode == 2
     assert "target 'b': watches the same project as target 'a'" in result.stderr
     assert "sk-secret-value" not in result.stderr
