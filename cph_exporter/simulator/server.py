@@ -258,6 +258,8 @@ class CphSimulator:
     ) -> None:
         self.faults = Faults() if faults is None else faults
         self._tls = tls  # a server context: serve HTTPS, as the real endpoint does
+        # Temporary keys: AK -> the security token the gateway demands with it (read live).
+        self.security_tokens: dict[str, str] = {}
         self._phones = tuple(phones or ())  # newest first, as ListCloudPhones sorts them
         self.project_id = project_id
         self._credentials = credentials
@@ -433,9 +435,13 @@ class CphSimulator:
         self, method: str, target: str, headers: Mapping[str, str], body: bytes, project: str
     ) -> _Response | None:
         try:
-            verify_request(method, target, headers, body, self._credentials.get)
+            verified = verify_request(method, target, headers, body, self._credentials.get)
         except SignatureError as exc:  # the reason only: never the secret or the signature
             return _error(401, "APIGW.0301", f"Incorrect IAM authentication information: {exc}")
+        expected_token = self.security_tokens.get(verified.access_key)
+        if expected_token is not None and verified.security_token != expected_token:
+            reason = "the security token is missing or does not belong to the access key"
+            return _error(401, "APIGW.0301", f"Incorrect IAM authentication information: {reason}")
         header_project = {k.lower(): v for k, v in headers.items()}.get("x-project-id")
         if header_project is not None and header_project != project:
             reason = "X-Project-Id does not match the project in the path"
