@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import gzip
 import threading
-from collections.abc import Callable, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
@@ -64,6 +66,16 @@ _Key = tuple[tuple[int, bool, bool], ...]
 def _cache_key(views: Sequence[TargetView]) -> _Key:
     # A stale-dropped snapshot shares its generation with the full one: key on both.
     return tuple((v.snapshot.generation, v.snapshot.up, bool(v.snapshot.servers)) for v in views)
+
+
+class _OneFamily(Collector):
+    """One metric family, in the shape the exposition encoders take."""
+
+    def __init__(self, family: Metric) -> None:
+        self._family = family
+
+    def collect(self) -> Iterator[Metric]:
+        yield self._family
 
 
 def _age(key: _Key) -> int:
@@ -114,22 +126,31 @@ class Exposition:
             cached = self._cached(key, (content_type, gzip_ok))
             if cached is not None:
                 return cached
-            plain = self._cached(key, (content_type, False))
-            if plain is None:
-                registry = CollectorRegistry(auto_describe=False)
-                for collector in self._fleet_collectors(views):
-                    registry.register(collector)
-                plain = encoder(registry)
-                if plain.endswith(_EOF):  # OpenMetrics allows one EOF marker, at the very end
-                    plain = plain[: -len(_EOF)]
-                if not gzip_ok:  # Prometheus always asks for gzip: keep only what is asked
-                    self._store(key, (content_type, False), plain)
-                    return plain
-            elif not gzip_ok:
-                return plain
-            zipped = gzip.compress(plain, compresslevel=FLEET_GZIP_LEVEL, mtime=0)
-            self._store(key, (content_type, True), zipped)
-            return zipped
+            rendered = self._render(views, encoder, gzip_ok)
+            self._store(key, (content_type, gzip_ok), rendered)
+            return rendered
+
+    def _render(
+        self, views: Sequence[TargetView], encoder: Callable[[Collector], bytes], gzip_ok: bool
+    ) -> bytes:
+        """The fleet's families, rendered (and compressed) one family at a time.
+
+        At 10,000 servers the text is over 50 MB: built whole, its lines, their join and
+        its encoding would all be in memory at once. Family by family, only one family's
+        text is, and with gzip (what Prometheus asks for) the whole text never is.
+        """
+        # wbits 31: a gzip member, the same format gzip.compress writes.
+        compressor = zlib.compressobj(FLEET_GZIP_LEVEL, wbits=31) if gzip_ok else None
+        chunks: list[bytes] = []
+        for collector in self._fleet_collectors(views):
+            for family in collector.collect():
+                text = encoder(_OneFamily(family))
+                if text.endswith(_EOF):  # OpenMetrics allows one EOF marker, at the very end
+                    text = text[: -len(_EOF)]
+                chunks.append(compressor.compress(text) if compressor else text)
+        if compressor is not None:
+            chunks.append(compressor.flush())
+        return b"".join(chunks)
 
     def _cached(self, key: _Key, variant: tuple[str, bool]) -> bytes | None:
         with self._lock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -45,12 +46,43 @@ def _add(family: GaugeMetricFamily, labels: Sequence[str], value: float) -> None
         family.add_metric(labels, value)
 
 
+def _named(names: dict[int, str], code: int | None) -> str:
+    return "unknown" if code is None else names.get(code, "unknown")
+
+
 def _gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc + CACHED_NOTE, labels=IDENTITY + labels)
 
 
+@dataclass(frozen=True, slots=True)
+class ExportedServer:
+    """A server as exported: its target, its record and its identity label values."""
+
+    view: TargetView
+    record: ServerRecord
+    identity: tuple[str, ...]
+
+
+def exported_servers(views: Sequence[TargetView]) -> list[ExportedServer]:
+    """Every server of every target once, identity labels cut to their limit."""
+    seen: set[str] = set()  # ids cut to the same label would make duplicate series
+    exported = []
+    for view in views:
+        for record in view.snapshot.servers:
+            identity = tuple(label_value(getattr(record.server, name)) for name in IDENTITY)
+            if identity[0] in seen:
+                continue
+            seen.add(identity[0])
+            exported.append(ExportedServer(view, record, identity))
+    return exported
+
+
 class FleetCollector(Collector):
-    """cph_up and every cph_server_* family, built anew from the snapshots on each collect."""
+    """cph_up and every cph_server_* family, built anew from the snapshots on each collect.
+
+    Each family is built just before it is yielded: renderers consume them one at a time,
+    so at 10,000 servers only one family's samples are in memory at once, not all of them.
+    """
 
     def __init__(self, views: Callable[[], Sequence[TargetView]]) -> None:
         self._views = views
@@ -68,108 +100,108 @@ class FleetCollector(Collector):
         for view in views:
             up.add_metric((view.region, view.project_id), 1.0 if view.snapshot.up else 0.0)
         yield up
+        servers = exported_servers(views)
 
         status = _gauge("cph_server_status", "Raw status code of the cloud phone server.")
+        for item in servers:
+            if item.record.server.status is not None:
+                _add(status, item.identity, item.record.server.status)
+        yield status
+
         state = _gauge(
             "cph_server_state",
             "1 for the server's current state, 0 for each other state.",
             ("state",),
         )
+        for item in servers:
+            current = server_state(item.record.server.status)
+            for name in STATE_NAMES:
+                state.add_metric([*item.identity, name], 1.0 if name == current else 0.0)
+        yield state
+
         info = _gauge(
             "cph_server_info",
             "Static facts about the cloud phone server, value 1.",
             (*INFO_LABELS, "region", "project_id"),
         )
+        for item in servers:
+            facts = [label_value(getattr(item.record.server, name)) for name in INFO_LABELS]
+            info.add_metric([*item.identity, *facts, item.view.region, item.view.project_id], 1.0)
+        yield info
+
+        yield self._bandwidths(servers)
+        yield self._volumes(servers)
+
+        addresses = _gauge("cph_server_addresses", "Number of addresses of the server.")
+        for item in servers:
+            addresses.add_metric(item.identity, item.record.server.address_count)
+        yield addresses
+
+        created = _gauge(
+            "cph_server_created_timestamp_seconds", "When the server was created, Unix time."
+        )
+        for item in servers:
+            if item.record.server.created_at is not None:
+                _add(created, item.identity, item.record.server.created_at)
+        yield created
+
+        updated = _gauge(
+            "cph_server_updated_timestamp_seconds", "When the server was last updated, Unix time."
+        )
+        for item in servers:
+            if item.record.server.updated_at is not None:
+                _add(updated, item.identity, item.record.server.updated_at)
+        yield updated
+
+    @staticmethod
+    def _bandwidths(servers: list[ExportedServer]) -> GaugeMetricFamily:
         bandwidth = _gauge(
             "cph_server_bandwidth_size_bytes_per_second",
             "Size of a bandwidth of the server (API: band_width_size Mbit/s).",
             ("bandwidth_id", "bandwidth_name", "charge_mode", "share_type"),
         )
+        for item in servers:
+            if item.record.details is None:
+                continue
+            seen: set[str] = set()  # a repeated id would make a duplicate series
+            for bw in item.record.details.bandwidths:
+                bandwidth_id = label_value(bw.bandwidth_id)
+                if bw.size_mbit_per_second is None or bandwidth_id in seen:
+                    continue
+                seen.add(bandwidth_id)
+                charge_mode = CHARGE_MODES.get(bw.charge_mode, "unknown")  # type: ignore[arg-type]
+                share_type = SHARE_TYPES.get(bw.share_type, "unknown")  # type: ignore[arg-type]
+                labels = [
+                    *item.identity,
+                    bandwidth_id,
+                    label_value(bw.name),
+                    charge_mode,
+                    share_type,
+                ]
+                _add(bandwidth, labels, bw.size_mbit_per_second * MBIT_PER_SECOND)
+        return bandwidth
+
+    @staticmethod
+    def _volumes(servers: list[ExportedServer]) -> GaugeMetricFamily:
         volume = _gauge(
             "cph_server_volume_size_bytes",
             "Size of a volume of the server (API: volume_size GB, meaning GiB).",
             ("volume_id", "volume_name", "volume_type"),
         )
-        addresses = _gauge("cph_server_addresses", "Number of addresses of the server.")
-        created = _gauge(
-            "cph_server_created_timestamp_seconds", "When the server was created, Unix time."
-        )
-        updated = _gauge(
-            "cph_server_updated_timestamp_seconds", "When the server was last updated, Unix time."
-        )
-        seen: set[str] = set()  # ids cut to the same label would make duplicate series
-        for view in views:
-            for record in view.snapshot.servers:
-                server_id = label_value(record.server.server_id)
-                if server_id in seen:
+        for item in servers:
+            if item.record.details is None:
+                continue
+            seen: set[str] = set()
+            for vol in item.record.details.volumes:
+                volume_id = label_value(vol.volume_id)
+                if vol.size_gb is None or volume_id in seen:
                     continue
-                seen.add(server_id)
-                self._add_server(view, record, status, state, info, addresses, created, updated)
-                self._add_details(record, bandwidth, volume)
-        yield from (status, state, info, bandwidth, volume, addresses, created, updated)
-
-    @staticmethod
-    def _add_server(
-        view: TargetView,
-        record: ServerRecord,
-        status: GaugeMetricFamily,
-        state: GaugeMetricFamily,
-        info: GaugeMetricFamily,
-        addresses: GaugeMetricFamily,
-        created: GaugeMetricFamily,
-        updated: GaugeMetricFamily,
-    ) -> None:
-        server = record.server
-        identity = [label_value(getattr(server, name)) for name in IDENTITY]
-        if server.status is not None:
-            _add(status, identity, server.status)
-        current = server_state(server.status)
-        for name in STATE_NAMES:
-            state.add_metric([*identity, name], 1.0 if name == current else 0.0)
-        facts = [label_value(getattr(server, name)) for name in INFO_LABELS]
-        info.add_metric([*identity, *facts, view.region, view.project_id], 1.0)
-        addresses.add_metric(identity, server.address_count)
-        if server.created_at is not None:
-            _add(created, identity, server.created_at)
-        if server.updated_at is not None:
-            _add(updated, identity, server.updated_at)
-
-    @staticmethod
-    def _add_details(
-        record: ServerRecord, bandwidth: GaugeMetricFamily, volume: GaugeMetricFamily
-    ) -> None:
-        if record.details is None:
-            return
-        identity = [label_value(getattr(record.server, name)) for name in IDENTITY]
-        seen: set[str] = set()  # a repeated id would make a duplicate series
-        for bw in record.details.bandwidths:
-            bandwidth_id = label_value(bw.bandwidth_id)
-            if bw.size_mbit_per_second is None or bandwidth_id in seen:
-                continue
-            seen.add(bandwidth_id)
-            _add(
-                bandwidth,
-                [
-                    *identity,
-                    bandwidth_id,
-                    label_value(bw.name),
-                    CHARGE_MODES.get(bw.charge_mode, "unknown")
-                    if bw.charge_mode is not None
-                    else "unknown",
-                    SHARE_TYPES.get(bw.share_type, "unknown")
-                    if bw.share_type is not None
-                    else "unknown",
-                ],
-                bw.size_mbit_per_second * MBIT_PER_SECOND,
-            )
-        seen.clear()
-        for vol in record.details.volumes:
-            volume_id = label_value(vol.volume_id)
-            if vol.size_gb is None or volume_id in seen:
-                continue
-            seen.add(volume_id)
-            _add(
-                volume,
-                [*identity, volume_id, label_value(vol.name), label_value(vol.volume_type)],
-                vol.size_gb * GIB,
-            )
+                seen.add(volume_id)
+                labels = [
+                    *item.identity,
+                    volume_id,
+                    label_value(vol.name),
+                    label_value(vol.volume_type),
+                ]
+                _add(volume, labels, vol.size_gb * GIB)
+        return volume

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from cph_exporter.fleet_collector import CACHED_NOTE, IDENTITY, label_value
+from cph_exporter.fleet_collector import CACHED_NOTE, IDENTITY, exported_servers, label_value
 from cph_exporter.models import PHONE_STATE_NAMES, Phone, phone_state
 from cph_exporter.targets import TargetView
 
@@ -22,66 +22,77 @@ class PhoneCollector(Collector):
         return []
 
     def collect(self) -> Iterator[Metric]:
+        views = self._views()
         up = GaugeMetricFamily(
             "cph_phones_up",
             "1 when the latest listing of the cloud phones (ListCloudPhones) succeeded.",
             labels=("region", "project_id"),
         )
+        for view in views:
+            up.add_metric((view.region, view.project_id), 1.0 if view.snapshot.phones_up else 0.0)
+        yield up
+        # Only servers being exported: a phone of another shard's server stays there.
+        servers = [
+            item for item in exported_servers(views) if item.view.snapshot.phones is not None
+        ]
+        phones_of = _phones_by_server(views)
+
         counts = GaugeMetricFamily(
             "cph_server_phones",
             "Cloud phones on the server in each phone state." + CACHED_NOTE,
             labels=(*IDENTITY, "state"),
         )
+        for item in servers:
+            phones = phones_of.get(item.record.server.server_id, ())
+            tally = Counter(phone_state(phone.status) for phone in phones)
+            for name in PHONE_STATE_NAMES:
+                counts.add_metric([*item.identity, name], tally[name])
+        yield counts
+        if not self._per_phone:
+            return
+
         state = GaugeMetricFamily(
             "cph_phone_state",
             "1 for the cloud phone's current state, 0 for each other state." + CACHED_NOTE,
             labels=(*IDENTITY, "phone_id", "phone_name", "state"),
         )
+        for item in servers:
+            for phone in phones_of.get(item.record.server.server_id, ()):
+                current = phone_state(phone.status)
+                names = [label_value(phone.phone_id), label_value(phone.phone_name)]
+                for name in PHONE_STATE_NAMES:
+                    value = 1.0 if name == current else 0.0
+                    state.add_metric([*item.identity, *names, name], value)
+        yield state
+
         info = GaugeMetricFamily(
             "cph_phone_info",
             "Static facts about the cloud phone, value 1." + CACHED_NOTE,
-            labels=(
-                *IDENTITY,
-                "phone_id",
-                "phone_name",
-                "phone_model_name",
-                "image_id",
-                "image_version",
-                "type",
-            ),
+            labels=(*IDENTITY, "phone_id", "phone_name", *_INFO_LABELS),
         )
-        for view in self._views():
-            snapshot = view.snapshot
-            up.add_metric((view.region, view.project_id), 1.0 if snapshot.phones_up else 0.0)
-            if snapshot.phones is None:
-                continue
-            by_server: defaultdict[str, list[Phone]] = defaultdict(list)
-            for phone in snapshot.phones:
-                by_server[phone.server_id].append(phone)
-            # Only servers being exported: a phone of another shard's server stays there.
-            for record in snapshot.servers:
-                identity = [label_value(getattr(record.server, name)) for name in IDENTITY]
-                phones = by_server.get(record.server.server_id, [])
-                tally = Counter(phone_state(phone.status) for phone in phones)
-                for name in PHONE_STATE_NAMES:
-                    counts.add_metric([*identity, name], tally[name])
-                if self._per_phone:
-                    for phone in phones:
-                        self._add_phone(identity, phone, state, info)
-        yield up
-        yield counts
-        if self._per_phone:
-            yield state
-            yield info
+        for item in servers:
+            for phone in phones_of.get(item.record.server.server_id, ()):
+                facts = [label_value(getattr(phone, field)) for field in _INFO_FIELDS]
+                info.add_metric([*item.identity, *facts], 1.0)
+        yield info
 
-    @staticmethod
-    def _add_phone(
-        identity: list[str], phone: Phone, state: GaugeMetricFamily, info: GaugeMetricFamily
-    ) -> None:
-        current = phone_state(phone.status)
-        phone_id, phone_name = label_value(phone.phone_id), label_value(phone.phone_name)
-        for name in PHONE_STATE_NAMES:
-            value = 1.0 if name == current else 0.0
-            state.add_metric([*identity, phone_id, phone_name, name], value)
-        facts = (phone.phone_model_name, phone.image_id, phone.image_version, phone.phone_type)
-        info.add_metric([*identity, phone_id, phone_name, *map(label_value, facts)], 1.0)
+
+# cph_phone_info's labels after identity, phone_id and phone_name; and the Phone fields
+# behind all of them (the API's `type` is `phone_type` here).
+_INFO_LABELS = ("phone_model_name", "image_id", "image_version", "type")
+_INFO_FIELDS = (
+    "phone_id",
+    "phone_name",
+    "phone_model_name",
+    "image_id",
+    "image_version",
+    "phone_type",
+)
+
+
+def _phones_by_server(views: Sequence[TargetView]) -> dict[str, list[Phone]]:
+    by_server: defaultdict[str, list[Phone]] = defaultdict(list)
+    for view in views:
+        for phone in view.snapshot.phones or ():
+            by_server[phone.server_id].append(phone)
+    return by_server
