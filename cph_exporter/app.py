@@ -75,9 +75,6 @@ class Exporter:
             log.info(
                 "exporting shard %s: only the servers whose server_id hashes to it", config.shard
             )
-        verify = _tls_verification(config)
-        self.fleet = Fleet([self._target(spec, verify) for spec in targets])
-        self.registry.register(ExporterCollector(self.fleet.current, config.cache_ttl, __version__))
         per_phone = config.phone_details
 
         def fleet_collectors(views: Sequence[TargetView]) -> list[Collector]:
@@ -87,6 +84,9 @@ class Exporter:
             return collectors
 
         self.exposition = Exposition(fleet_collectors, self.registry)
+        verify = _tls_verification(config)
+        self.fleet = Fleet([self._target(spec, verify) for spec in targets])
+        self.registry.register(ExporterCollector(self.fleet.current, config.cache_ttl, __version__))
         self.http: ExporterHTTPServer = make_server(
             config.listen_address,
             ExporterHandlerContext(
@@ -108,6 +108,10 @@ class Exporter:
     @property
     def client(self) -> CphClient:
         return self.fleet.targets[0].client
+
+    def _render_ahead(self) -> None:
+        """Runs on the refresh thread: the render belongs to the refresh, not to the scrape."""
+        self.exposition.prerender(self.fleet.current())
 
     def _target(self, spec: TargetSpec, verify: bool | str) -> Target:
         config = self.config
@@ -136,6 +140,7 @@ class Exporter:
             server_filter=spec.server_filter,
             phones=config.phones,
             phones_ttl=config.phones_ttl,
+            on_refresh=self._render_ahead,
         )
         return Target(spec.region, spec.project_id, client, refresher)
 

@@ -95,6 +95,9 @@ class Exposition:
         # replicas) wait for one render instead of each doing the same work.
         self._render_lock = threading.Lock()
         self._cache_key: _Key | None = None
+        # What Prometheus asks for (OpenMetrics or text, gzip or not), remembered so that a
+        # refresh can render its snapshot before the next scrape needs it.
+        self._last_request: tuple[str | None, bool] | None = None
         self._cache: dict[tuple[str, bool], bytes] = {}
 
     def render(self, views: Sequence[TargetView], accept: str | None) -> tuple[bytes, str]:
@@ -102,7 +105,13 @@ class Exposition:
         body = self.body(views, accept, gzip_ok=False)
         return b"".join(body.parts), body.content_type
 
+    def prerender(self, views: Sequence[TargetView]) -> None:
+        """Render new snapshots in the form the latest scrape asked for, ahead of the scrape."""
+        if self._last_request is not None:
+            self.body(views, *self._last_request)
+
     def body(self, views: Sequence[TargetView], accept: str | None, gzip_ok: bool) -> Body:
+        self._last_request = (accept, gzip_ok)
         encoder, content_type = choose_encoder(accept or "")
         fleet = self._fleet_bytes(views, encoder, content_type, gzip_ok)
         live = encoder(self._live)

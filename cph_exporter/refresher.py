@@ -58,12 +58,14 @@ class Refresher:
         server_filter: Callable[[Server], bool] | None = None,
         phones: bool = False,
         phones_ttl: float = 60.0,
+        on_refresh: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._shard = shard
         self._server_filter = server_filter
+        self._on_refresh = on_refresh
         self._server_ids = tuple(s for s in server_ids if shard.owns(s))
         self._max_stale = max_stale
         self._refresh_timeout = refresh_timeout
@@ -168,6 +170,11 @@ class Refresher:
             self._current = snapshot
             self._fresh[_KEY] = snapshot
             self._inflight = None
+        if self._on_refresh is not None:
+            try:
+                self._on_refresh()  # before the waiting scrapes resume: they find it done
+            except Exception:  # rendering ahead is an optimisation; a scrape renders anyway
+                log.exception("work after the refresh failed")
         return snapshot
 
     def _fetch_listed(self, deadline: float) -> tuple[tuple[ServerRecord, ...] | None, str]:

@@ -335,3 +335,26 @@ def test_a_fleet_of_whole_pages_is_listed_without_an_empty_page(
         text = get(make_exporter(sim)).text
         assert sim.calls[LIST] == 2  # ceil(200 / 100): the answer's count says it is all
     assert len({s for s in fleet_series(text) if s[0] == "cph_server_status"}) == 200
+
+
+def test_a_refresh_renders_its_snapshot_before_the_next_scrape_needs_it(
+    simulator: CphSimulator, make_exporter: ExporterFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    exporter = make_exporter(simulator, cache_ttl=0.3, cache_max_stale=60.0)
+    renders: list[str] = []
+    original = exporter.exposition._render
+
+    def counting(*args: Any) -> bytes:
+        renders.append(threading.current_thread().name)
+        return original(*args)
+
+    monkeypatch.setattr(exporter.exposition, "_render", counting)
+    get(exporter, **{"Accept-Encoding": "gzip"})  # the form Prometheus asks for, remembered
+    renders.clear()
+    time.sleep(0.4)  # the TTL runs out
+    get(exporter, **{"Accept-Encoding": "gzip"})  # waits on the refresh, then serves
+    get(exporter, **{"Accept-Encoding": "gzip"})
+    assert len(renders) == 1  # once per snapshot
+    assert renders[0].startswith("cph-refresh")  # on the refresh's thread, not a scrape's
