@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from cph_exporter.models import IDENTITY_FIELDS, INFO_FIELDS, STATE_NAMES, server_state
-from cph_exporter.snapshot import ServerRecord
+from cph_exporter.models import IDENTITY_FIELDS, INFO_FIELDS, STATE_NAMES, Server, server_state
+from cph_exporter.snapshot import ServerRecord, Snapshot
 from cph_exporter.targets import TargetView
 
 IDENTITY = IDENTITY_FIELDS
@@ -77,6 +77,31 @@ def exported_servers(views: Sequence[TargetView]) -> list[ExportedServer]:
     return exported
 
 
+def target_gauge(
+    name: str, doc: str, views: Sequence[TargetView], healthy: Callable[[Snapshot], bool]
+) -> GaugeMetricFamily:
+    """A 0/1 gauge per target, labelled by region and project_id (cph_up and its kin)."""
+    family = GaugeMetricFamily(name, doc, labels=("region", "project_id"))
+    for view in views:
+        family.add_metric((view.region, view.project_id), 1.0 if healthy(view.snapshot) else 0.0)
+    return family
+
+
+def _per_server(
+    name: str,
+    doc: str,
+    servers: Sequence[ExportedServer],
+    value: Callable[[Server], float | None],
+) -> GaugeMetricFamily:
+    """One series per server, for a value the server may not have."""
+    family = _gauge(name, doc)
+    for item in servers:
+        number = value(item.record.server)
+        if number is not None:
+            _add(family, item.identity, number)
+    return family
+
+
 class FleetCollector(Collector):
     """cph_up and every cph_server_* family, built anew from the snapshots on each collect.
 
@@ -92,21 +117,19 @@ class FleetCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         views = self._views()
-        up = GaugeMetricFamily(
+        yield target_gauge(
             "cph_up",
             "1 when the latest refresh reached the CPH API and listed (or fetched) the servers.",
-            labels=("region", "project_id"),
+            views,
+            lambda snapshot: snapshot.up,
         )
-        for view in views:
-            up.add_metric((view.region, view.project_id), 1.0 if view.snapshot.up else 0.0)
-        yield up
         servers = exported_servers(views)
-
-        status = _gauge("cph_server_status", "Raw status code of the cloud phone server.")
-        for item in servers:
-            if item.record.server.status is not None:
-                _add(status, item.identity, item.record.server.status)
-        yield status
+        yield _per_server(
+            "cph_server_status",
+            "Raw status code of the cloud phone server.",
+            servers,
+            lambda server: server.status,
+        )
 
         state = _gauge(
             "cph_server_state",
@@ -132,26 +155,24 @@ class FleetCollector(Collector):
         yield self._bandwidths(servers)
         yield self._volumes(servers)
 
-        addresses = _gauge("cph_server_addresses", "Number of addresses of the server.")
-        for item in servers:
-            addresses.add_metric(item.identity, item.record.server.address_count)
-        yield addresses
-
-        created = _gauge(
-            "cph_server_created_timestamp_seconds", "When the server was created, Unix time."
+        yield _per_server(
+            "cph_server_addresses",
+            "Number of addresses of the server.",
+            servers,
+            lambda server: server.address_count,
         )
-        for item in servers:
-            if item.record.server.created_at is not None:
-                _add(created, item.identity, item.record.server.created_at)
-        yield created
-
-        updated = _gauge(
-            "cph_server_updated_timestamp_seconds", "When the server was last updated, Unix time."
+        yield _per_server(
+            "cph_server_created_timestamp_seconds",
+            "When the server was created, Unix time.",
+            servers,
+            lambda server: server.created_at,
         )
-        for item in servers:
-            if item.record.server.updated_at is not None:
-                _add(updated, item.identity, item.record.server.updated_at)
-        yield updated
+        yield _per_server(
+            "cph_server_updated_timestamp_seconds",
+            "When the server was last updated, Unix time.",
+            servers,
+            lambda server: server.updated_at,
+        )
 
     @staticmethod
     def _bandwidths(servers: list[ExportedServer]) -> GaugeMetricFamily:

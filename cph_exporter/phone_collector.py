@@ -8,7 +8,13 @@ from collections.abc import Callable, Iterator, Sequence
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from cph_exporter.fleet_collector import CACHED_NOTE, IDENTITY, exported_servers, label_value
+from cph_exporter.fleet_collector import (
+    CACHED_NOTE,
+    IDENTITY,
+    exported_servers,
+    label_value,
+    target_gauge,
+)
 from cph_exporter.models import PHONE_STATE_NAMES, Phone, phone_state
 from cph_exporter.targets import TargetView
 
@@ -23,14 +29,12 @@ class PhoneCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         views = self._views()
-        up = GaugeMetricFamily(
+        yield target_gauge(
             "cph_phones_up",
             "1 when the latest listing of the cloud phones (ListCloudPhones) succeeded.",
-            labels=("region", "project_id"),
+            views,
+            lambda snapshot: snapshot.phones_up,
         )
-        for view in views:
-            up.add_metric((view.region, view.project_id), 1.0 if view.snapshot.phones_up else 0.0)
-        yield up
         # Only servers being exported: a phone of another shard's server stays there.
         servers = [
             item for item in exported_servers(views) if item.view.snapshot.phones is not None
