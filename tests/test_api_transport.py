@@ -7,7 +7,7 @@ import logging
 import ssl
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,7 +20,7 @@ from cph_exporter.simulator import (
     SIMULATOR_SECRET_KEY,
     CphSimulator,
 )
-from tests.conftest import ExporterFactory, fleet, scrape
+from tests.conftest import ExporterFactory, fleet, scrape, serve
 from tests.test_exporter import assert_complete, samples
 from tests.test_webconfig import Pki, _make_ca
 
@@ -103,11 +103,8 @@ class _ForwardingProxy(BaseHTTPRequestHandler):
 @pytest.fixture
 def proxy() -> Iterator[tuple[str, list[str]]]:
     handler = type("Proxy", (_ForwardingProxy,), {"seen": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", handler.seen
-    server.shutdown()
-    server.server_close()
+    for url in serve(handler):
+        yield url, handler.seen
 
 
 def test_requests_go_through_the_proxy_from_the_environment(

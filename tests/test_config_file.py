@@ -7,9 +7,8 @@ import logging
 import os
 import re
 import textwrap
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -32,6 +31,7 @@ from cph_exporter.credential_sources import (
     StaticCredentials,
 )
 from cph_exporter.credentials import Credentials
+from tests.conftest import serve
 
 SECRET = "Sk+SECRET/never-shown=="
 TOKEN = "TOKEN-never-shown"
@@ -645,15 +645,7 @@ class _Metadata(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def metadata_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Metadata)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    yield from serve(_Metadata)
 
 
 def test_metadata_provider_uses_the_configured_url(tmp_path: Path, metadata_url: str) -> None:

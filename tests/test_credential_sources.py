@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -34,6 +34,7 @@ from cph_exporter.credential_sources import (
 )
 from cph_exporter.credentials import Credentials
 from cph_exporter.signing import SignatureError, verify_request
+from tests.conftest import serve
 
 # Every secret value any test hands out; none may appear in an error message or a log line.
 ENV_SK = "envsk-SECRET-0001"
@@ -405,18 +406,6 @@ class MetadataHandler(BaseHTTPRequestHandler):
 class StandIn:
     url: str
     state: Any
-
-
-def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 @pytest.fixture

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from cph_exporter.config import Config
 from cph_exporter.config_file import load_config_file
 from cph_exporter.simulator import SIMULATOR_PROJECT_ID, CphSimulator
 from cph_exporter.startup import SecretLedger, file_targets
-from tests.conftest import fleet, scrape
+from tests.conftest import fleet, scrape, serve
 from tests.test_exporter import assert_complete, samples
 
 TEMP_AK = "TEMPORARYACCESSKEY01"
@@ -66,11 +65,8 @@ def credential(secret: str, token: str, lifetime: timedelta) -> dict[str, str]:
 @pytest.fixture
 def metadata() -> Iterator[tuple[str, type[MetadataStandIn]]]:
     handler = type("Metadata", (MetadataStandIn,), {"issued": [], "fetches": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    server.shutdown()
-    server.server_close()
+    for url in serve(handler):
+        yield url, handler
 
 
 def test_temporary_keys_are_signed_with_their_token_and_renewed_before_they_expire(
