@@ -15,9 +15,7 @@ from cph_exporter.simulator import (
     SIMULATOR_SECRET_KEY,
     CphSimulator,
     Faults,
-    documented_examples,
-    generate_fleet,
-    generate_phones,
+    simulated_project,
 )
 
 
@@ -34,15 +32,13 @@ class SimulatedProject:
 
     @classmethod
     def start(cls, config: Config) -> SimulatedProject:
-        servers = documented_examples() + generate_fleet(
-            config.simulate_servers, seed=config.simulate_seed
-        )
+        servers, phones = simulated_project(config.simulate_servers, config.simulate_seed)
         simulator = CphSimulator(
             servers,
             {SIMULATOR_ACCESS_KEY: SIMULATOR_SECRET_KEY},
             SIMULATOR_PROJECT_ID,
             faults=Faults(latency=config.simulate_latency),
-            phones=generate_phones(servers, seed=config.simulate_seed),
+            phones=phones,
         )
         url = simulator.start()
         config = dataclasses.replace(

@@ -519,6 +519,26 @@ def test_command_line_serves_until_terminated() -> None:
         assert process.wait(timeout=10) == 0
 
 
+def test_command_line_serves_the_same_phones_as_simulate_with_phones_flag() -> None:
+    from cph_exporter.simulator import simulated_project
+
+    command = [sys.executable, "-m", "cph_exporter.simulator", "--listen", "127.0.0.1:0"]
+    command += ["--servers", "12", "--seed", "3", "--examples", "--phones"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None
+            url = process.stdout.readline().strip()
+            with session(AK, SK) as s:
+                listed = s.get(f"{url}/v1/{PROJECT}/cloud-phone/phones", timeout=10).json()
+        finally:
+            process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    servers, phones = simulated_project(12, 3)
+    assert len(servers) == 14  # the two documented examples and twelve generated
+    assert listed["count"] == len(phones)
+    assert [p["phone_id"] for p in listed["phones"]] == [p["phone_id"] for p in phones[:100]]
+
+
 # ---- fleet data ----
 
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")

@@ -10,7 +10,7 @@ from cph_exporter.simulator.fleet import (
     generate_fleet,
     list_entry,
 )
-from cph_exporter.simulator.phones import generate_phones
+from cph_exporter.simulator.phones import generate_phones, simulated_project
 from cph_exporter.simulator.server import CphSimulator, Faults
 
 SIMULATOR_ACCESS_KEY = "SIMULATORACCESSKEY0001"
@@ -27,4 +27,5 @@ __all__ = [
     "generate_fleet",
     "generate_phones",
     "list_entry",
+    "simulated_project",
 ]

@@ -15,8 +15,7 @@ from cph_exporter.simulator import (
     SIMULATOR_SECRET_KEY,
     CphSimulator,
     Faults,
-    documented_examples,
-    generate_fleet,
+    simulated_project,
 )
 
 
@@ -35,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--servers", type=int, default=100, help="generated servers")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--examples", action="store_true", help="add the documented examples")
+    parser.add_argument("--phones", action="store_true", help="serve seeded phones per server")
     parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--throttle-every", type=int, default=0, metavar="K")
     parser.add_argument("--retry-after", default=None, metavar="VALUE")
@@ -43,9 +43,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    servers = generate_fleet(args.servers, args.seed)
-    if args.examples:
-        servers += documented_examples()
+    servers, phones = simulated_project(args.servers, args.seed, examples=args.examples)
     faults = Faults(args.latency, args.throttle_every, args.retry_after)
     host, port = args.listen
     stopping = threading.Event()
@@ -55,7 +53,15 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     credentials = {SIMULATOR_ACCESS_KEY: SIMULATOR_SECRET_KEY}
-    with CphSimulator(servers, credentials, SIMULATOR_PROJECT_ID, faults, host, port) as sim:
+    with CphSimulator(
+        servers,
+        credentials,
+        SIMULATOR_PROJECT_ID,
+        faults,
+        host,
+        port,
+        phones=phones if args.phones else None,
+    ) as sim:
         # Fixed simulator credentials, not secrets: printing them is the point.
         print(sim.url, flush=True)
         print(

@@ -49,3 +49,14 @@ def generate_phones(servers: list[dict[str, Any]], seed: int = 0) -> list[dict[s
                 }
             )
     return phones
+
+
+def simulated_project(
+    count: int, seed: int = 0, examples: bool = True
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The servers (the documented examples first, then `count` generated) and their phones:
+    one recipe for `--simulate` and `python -m cph_exporter.simulator`."""
+    from cph_exporter.simulator.fleet import documented_examples, generate_fleet
+
+    servers = (documented_examples() if examples else []) + generate_fleet(count, seed=seed)
+    return servers, generate_phones(servers, seed=seed)
