@@ -1,31 +1,158 @@
-"""Wires one Config into a running exporter: credentials -> client -> refresher -> HTTP."""
+"""Wires validated settings into a running exporter, in one place and in the order data flows:
+settings -> credentials -> API client -> refresher -> collectors -> HTTP.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import signal
+import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
 
+import requests
 from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
 
-from cph_exporter import __version__
-from cph_exporter.client import CphClient
-from cph_exporter.config import Config
-from cph_exporter.credentials import Credentials
-from cph_exporter.exporter_collector import ExporterCollector
-from cph_exporter.exposition import Exposition
-from cph_exporter.fleet_collector import FleetCollector
-from cph_exporter.phone_collector import PhoneCollector
-from cph_exporter.ratelimit import RateLimitCollector, make_limiter
-from cph_exporter.refresher import Refresher
-from cph_exporter.self_metrics import ApiMetrics
-from cph_exporter.signing import AkSkAuth
-from cph_exporter.targets import Fleet, Target, TargetSpec, TargetView
-from cph_exporter.web import ExporterHandlerContext, ExporterHTTPServer, make_server
-from cph_exporter.webconfig import ReloadingWebConfig
+from cph_exporter import __version__, logsetup
+from cph_exporter.cph.client import CphClient
+from cph_exporter.cph.iam import ProjectIdResolver, ProjectLookupError
+from cph_exporter.cph.ratelimit import make_limiter
+from cph_exporter.cph.request_metrics import ApiMetrics
+from cph_exporter.cph.signing import AkSkAuth
+from cph_exporter.credentials.ledger import SecretLedger
+from cph_exporter.credentials.providers import (
+    CredentialError,
+    CredentialProvider,
+    CredentialsNotFound,
+)
+from cph_exporter.credentials.values import Credentials
+from cph_exporter.http.exposition import Exposition
+from cph_exporter.http.reload import ReloadingWebConfig
+from cph_exporter.http.server import ExporterHandlerContext, ExporterHTTPServer, make_server
+from cph_exporter.http.web_config import WebConfigError
+from cph_exporter.metrics.exporter import ExporterCollector, RateLimitCollector
+from cph_exporter.metrics.phones import PhoneCollector
+from cph_exporter.metrics.servers import ServerCollector
+from cph_exporter.refresh.refresher import Refresher
+from cph_exporter.refresh.targets import Target, TargetSet, TargetSpec, TargetView
+from cph_exporter.settings.config import Config, ConfigError, parse_listen_address
+from cph_exporter.settings.config_file import load_config_file
+from cph_exporter.settings.target_config import ServerFilters, TargetConfig, flag_target
+from cph_exporter.settings.web_config_file import load_web_config_file
+from cph_exporter.simulator import (
+    SIMULATOR_ACCESS_KEY,
+    SIMULATOR_PROJECT_ID,
+    SIMULATOR_REGION,
+    SIMULATOR_SECRET_KEY,
+    CphSimulator,
+    Faults,
+    project_simulator,
+)
 
 log = logging.getLogger(__name__)
+
+_NO_CREDENTIALS = (
+    "none found; set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK (or their _FILE variants), "
+    "write ~/.huaweicloud/credentials, use --cph.metadata on an ECS, or run with --simulate"
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets: from settings to what a refresher needs, once at start
+
+
+def target_spec(
+    target: TargetConfig,
+    credentials: Callable[[], Credentials],
+    on_auth_failure: Callable[[], None] | None = None,
+    project_id: str | None = None,
+) -> TargetSpec:
+    """The one way a target is built, from flags, the config file or the simulator alike."""
+    filters = target.filters
+    return TargetSpec(
+        region=target.region,
+        project_id=target.project_id if project_id is None else project_id,
+        endpoint=target.endpoint,
+        credentials=credentials,
+        on_auth_failure=on_auth_failure,
+        server_ids=target.server_ids,
+        server_filter=_server_filter(filters) if filters else None,
+        name=target.name,
+    )
+
+
+def _server_filter(filters: ServerFilters) -> Callable[[Any], bool]:
+    return lambda s: filters.matches(s.server_name, s.network_version, s.status)
+
+
+def _checked(provider: CredentialProvider, ledger: SecretLedger, where: str) -> None:
+    """Read the credentials once now, so a missing or broken source stops the start."""
+    try:
+        ledger.issuing(provider)()
+    except CredentialsNotFound as exc:
+        detail = _NO_CREDENTIALS if where == "credentials" else str(exc)
+        raise ConfigError(f"{where}: {detail}") from None
+    except CredentialError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def resolve_targets(
+    targets: Sequence[TargetConfig],
+    environ: Mapping[str, str],
+    ledger: SecretLedger,
+    *,
+    from_flags: bool = False,
+) -> list[TargetSpec]:
+    """Credentials found and project IDs known; two targets may not watch one project.
+
+    A problem is a ConfigError naming the flag, or the config file's target.
+    """
+    specs: list[TargetSpec] = []
+    owners: dict[tuple[str, str], str] = {}
+    for target in targets:
+        where = "" if from_flags else f"config file target {target.name!r}: "
+        provider = target.credentials.provider(environ)
+        _checked(provider, ledger, f"{where}credentials")
+        if from_flags:
+            log.info("using credentials from %s", provider.describe())
+        project_id = target.project_id
+        if not project_id:
+            resolver = ProjectIdResolver(
+                requests.Session(),
+                provider,
+                iam_endpoint=target.iam_endpoint or None,
+                environ=environ,
+            )
+            try:
+                project_id = resolver.resolve(target.region)
+            except ProjectLookupError as exc:
+                setting = "--cph.project-id" if from_flags else "project_id"
+                raise ConfigError(
+                    f"{where}{setting}: not set, and IAM lookup failed: {exc}"
+                ) from None
+        other = owners.setdefault((target.region, project_id), target.name)
+        if other != target.name:
+            # Their series would collide: cph_up and servers carry region and project_id only.
+            raise ConfigError(f"{where}watches the same project as target {other!r}")
+        specs.append(target_spec(target, ledger.issuing(provider), provider.invalidate, project_id))
+        if not from_flags:
+            log.info(
+                "target %s: region %s, project %s, credentials from %s",
+                target.name,
+                target.region,
+                project_id,
+                provider.describe(),
+            )
+    return specs
+
+
+# ---------------------------------------------------------------------------------------------
+# The running exporter
 
 
 def _tls_verification(config: Config) -> bool | str:
@@ -55,16 +182,7 @@ class Exporter:
         if targets is None:
             if credentials is None:
                 raise ValueError("credentials are needed when no targets are given")
-            targets = [
-                TargetSpec(
-                    region=config.region,
-                    project_id=config.project_id,
-                    endpoint=config.endpoint,
-                    credentials=credentials,
-                    on_auth_failure=on_auth_failure,
-                    server_ids=config.server_ids,
-                )
-            ]
+            targets = [target_spec(flag_target(config), credentials, on_auth_failure)]
         self.registry = CollectorRegistry(auto_describe=False)
         self.api_metrics = ApiMetrics(self.registry)
         # One cap for the whole process: the gateway throttles per user, and targets of one
@@ -77,41 +195,48 @@ class Exporter:
             )
         per_phone = config.phone_details
 
-        def fleet_collectors(views: Sequence[TargetView]) -> list[Collector]:
-            collectors: list[Collector] = [FleetCollector(lambda: views)]
+        def snapshot_collectors(views: Sequence[TargetView]) -> list[Collector]:
+            collectors: list[Collector] = [ServerCollector(lambda: views)]
             if config.phones:
                 collectors.append(PhoneCollector(lambda: views, per_phone))
             return collectors
 
-        self.exposition = Exposition(fleet_collectors, self.registry)
+        self.exposition = Exposition(snapshot_collectors, self.registry)
         verify = _tls_verification(config)
-        self.fleet = Fleet([self._target(spec, verify) for spec in targets])
-        self.registry.register(ExporterCollector(self.fleet.current, config.cache_ttl, __version__))
+        self.targets = TargetSet([self._target(spec, verify) for spec in targets])
+        self.registry.register(
+            ExporterCollector(self.targets.current, config.cache_ttl, __version__)
+        )
+        web_config = (
+            ReloadingWebConfig(config.web_config_file, load_web_config_file)
+            if config.web_config_file
+            else None
+        )
         self.http: ExporterHTTPServer = make_server(
-            config.listen_address,
+            *parse_listen_address(config.listen_address),
             ExporterHandlerContext(
-                self.fleet,
+                self.targets,
                 self.exposition,
                 config.telemetry_path,
                 config.scrape_timeout,
                 config.max_requests,
             ),
-            ReloadingWebConfig(config.web_config_file) if config.web_config_file else None,
+            web_config,
         )
         self._thread: threading.Thread | None = None
 
     @property
     def refresher(self) -> Refresher:
         """The first target's refresher (the only one when flags describe the target)."""
-        return self.fleet.targets[0].refresher
+        return self.targets.targets[0].refresher
 
     @property
     def client(self) -> CphClient:
-        return self.fleet.targets[0].client
+        return self.targets.targets[0].client
 
     def _render_ahead(self) -> None:
         """Runs on the refresh thread: the render belongs to the refresh, not to the scrape."""
-        self.exposition.prerender(self.fleet.current())
+        self.exposition.prerender(self.targets.current())
 
     def _target(self, spec: TargetSpec, verify: bool | str) -> Target:
         config = self.config
@@ -157,7 +282,7 @@ class Exporter:
 
     def warm_up(self) -> None:
         """Start the first refreshes now, so /-/ready turns ready without waiting for a scrape."""
-        self.fleet.views(timeout=0)
+        self.targets.views(timeout=0)
 
     def start(self) -> None:
         self.warm_up()
@@ -181,4 +306,104 @@ class Exporter:
         if self._thread is not None:
             self.http.shutdown()
         self.http.server_close()
-        self.fleet.close()
+        self.targets.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# --simulate: the embedded CPH simulator, and the settings pointed at it
+
+
+@dataclass
+class SimulatedProject:
+    simulator: CphSimulator
+    config: Config
+    credentials: Credentials
+
+    @property
+    def url(self) -> str:
+        return self.simulator.url
+
+    @classmethod
+    def start(cls, config: Config) -> SimulatedProject:
+        simulator = project_simulator(
+            config.simulate_servers,
+            config.simulate_seed,
+            Faults(latency=config.simulate_latency),
+        )
+        url = simulator.start()
+        config = dataclasses.replace(
+            config, region=SIMULATOR_REGION, project_id=SIMULATOR_PROJECT_ID, endpoint=url
+        )
+        credentials = Credentials(SIMULATOR_ACCESS_KEY, SIMULATOR_SECRET_KEY)
+        return cls(simulator, config, credentials)
+
+    def stop(self) -> None:
+        self.simulator.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# Running until stopped
+
+
+def _fail(message: str) -> int:
+    print(f"cph-exporter: {message}", file=sys.stderr)
+    return 2
+
+
+def run(config: Config, environ: Mapping[str, str], check_only: bool = False) -> int:
+    """Check the settings, build the exporter and serve until SIGTERM or SIGINT; the exit code."""
+    simulated: SimulatedProject | None = None
+    try:
+        file_config = load_config_file(config.config_file) if config.config_file else None
+        if check_only:
+            targets = f"{len(file_config)} target(s) in {config.config_file}" if file_config else ""
+            print(f"cph-exporter: configuration OK {targets}".rstrip())
+            return 0
+        if config.simulate:
+            simulated = SimulatedProject.start(config)
+            config, fixed = simulated.config, simulated.credentials
+            logsetup.configure(config.log_level, config.log_format, fixed.secrets)
+            exporter = Exporter(config, lambda: fixed)
+        else:
+            ledger = SecretLedger()
+            logsetup.configure(config.log_level, config.log_format, ledger.secrets)
+            if file_config is not None:
+                specs = resolve_targets(file_config, environ, ledger)
+            else:
+                specs = resolve_targets([flag_target(config)], environ, ledger, from_flags=True)
+            exporter = Exporter(config, targets=specs)
+    except (ConfigError, WebConfigError, OSError) as exc:
+        if simulated is not None:
+            simulated.stop()
+        if isinstance(exc, WebConfigError):
+            return _fail(f"--web.config.file: {exc}")
+        if isinstance(exc, OSError):  # the listen address is taken or not ours
+            return _fail(
+                f"--web.listen-address: cannot listen on {config.listen_address}: "
+                f"{exc.strerror or exc}"
+            )
+        return _fail(str(exc))
+    if simulated is not None:
+        log.info(
+            "simulating a CPH project of %d servers at %s",
+            simulated.simulator.server_count,
+            simulated.url,
+        )
+    _stop_on(signal.SIGTERM, exporter.http.shutdown)
+    try:
+        exporter.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        exporter.close()
+        if simulated is not None:
+            simulated.stop()
+    return 0
+
+
+def _stop_on(signum: int, stop: Callable[[], None]) -> None:
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        # shutdown() blocks until serve_forever returns: run it off the serving thread.
+        threading.Thread(target=stop, daemon=True).start()
+
+    signal.signal(signum, handler)

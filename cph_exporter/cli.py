@@ -1,18 +1,15 @@
-"""Command line: flags in Prometheus's dotted style, then run until interrupted."""
+"""Command line: flags in Prometheus's dotted style, parsed into validated settings."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import signal
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from types import FrameType
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
 
 from cph_exporter import __version__, logsetup
-from cph_exporter.config import (
+from cph_exporter.refresh.shard import parse_shard
+from cph_exporter.settings.config import (
     DEFAULT_LISTEN_ADDRESS,
     Config,
     ConfigError,
@@ -20,17 +17,6 @@ from cph_exporter.config import (
     project_id_from_env,
     validate,
 )
-from cph_exporter.config_file import load_config_file
-from cph_exporter.credential_sources import CredentialError, EnvCredentials
-from cph_exporter.credentials import Credentials
-from cph_exporter.shard import parse_shard
-from cph_exporter.startup import SecretLedger, file_targets, flag_target
-from cph_exporter.webconfig import WebConfigError
-
-if TYPE_CHECKING:
-    from cph_exporter.simulated import SimulatedProject
-
-log = logging.getLogger("cph_exporter")
 
 
 def _duration(text: str) -> float:
@@ -282,82 +268,14 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Co
     return validate(Config(**fields))
 
 
-def credentials_from_env(environ: Mapping[str, str]) -> Credentials:
-    """The environment source alone (HUAWEICLOUD_SDK_AK/SK/SECURITY_TOKEN and *_FILE)."""
-    try:
-        return EnvCredentials(environ).get()
-    except CredentialError as exc:
-        raise ConfigError(f"credentials: {exc}") from None
-
-
-def _fail(message: str) -> int:
-    print(f"cph-exporter: {message}", file=sys.stderr)
-    return 2
-
-
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     args = build_parser().parse_args(argv)
-    from cph_exporter.app import Exporter
-
-    simulated: SimulatedProject | None = None
     try:
         config = config_from_args(args, environ)
-        file_config = load_config_file(config.config_file) if config.config_file else None
-        if args.config_check:
-            targets = f"{len(file_config)} target(s) in {config.config_file}" if file_config else ""
-            print(f"cph-exporter: configuration OK {targets}".rstrip())
-            return 0
-        if config.simulate:
-            from cph_exporter.simulated import SimulatedProject  # only needed here
-
-            simulated = SimulatedProject.start(config)
-            config, fixed = simulated.config, simulated.credentials
-            logsetup.configure(config.log_level, config.log_format, fixed.secrets)
-            exporter = Exporter(config, lambda: fixed)
-        else:
-            ledger = SecretLedger()
-            logsetup.configure(config.log_level, config.log_format, ledger.secrets)
-            if file_config is not None:
-                exporter = Exporter(config, targets=file_targets(file_config, environ, ledger))
-            else:
-                config, spec = flag_target(config, environ, ledger)
-                exporter = Exporter(config, targets=[spec])
     except ConfigError as exc:
-        if simulated is not None:
-            simulated.stop()
-        return _fail(str(exc))
-    except WebConfigError as exc:
-        if simulated is not None:
-            simulated.stop()
-        return _fail(f"--web.config.file: {exc}")
-    except OSError as exc:  # the listen address is taken or not ours
-        if simulated is not None:
-            simulated.stop()
-        return _fail(
-            f"--web.listen-address: cannot listen on {args.listen_address}: {exc.strerror or exc}"
-        )
-    if simulated is not None:
-        log.info(
-            "simulating a CPH project of %d servers at %s", len(simulated.servers), simulated.url
-        )
-    _stop_on(signal.SIGTERM, exporter.http.shutdown)
-    try:
-        exporter.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        exporter.close()
-        if simulated is not None:
-            simulated.stop()
-    return 0
+        print(f"cph-exporter: {exc}", file=sys.stderr)
+        return 2
+    from cph_exporter.app import run  # after parsing: --help and --version stay quick
 
-
-def _stop_on(signum: int, stop: Callable[[], None]) -> None:
-    def handler(_signum: int, _frame: FrameType | None) -> None:
-        # shutdown() blocks until serve_forever returns: run it off the serving thread.
-        import threading
-
-        threading.Thread(target=stop, daemon=True).start()
-
-    signal.signal(signum, handler)
+    return run(config, environ, check_only=args.config_check)

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 
-from cph_exporter.errors import scrub
+from cph_exporter.credentials.values import scrub
 
 LEVELS = ("debug", "info", "warn", "error")
 

@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from cph_exporter.app import Exporter
-from cph_exporter.config import Config
-from cph_exporter.credentials import Credentials
+from cph_exporter.credentials.values import Credentials
+from cph_exporter.settings.config import Config
 from cph_exporter.simulator import (
     SIMULATOR_ACCESS_KEY,
     SIMULATOR_PROJECT_ID,

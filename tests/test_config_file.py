@@ -13,24 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from cph_exporter.config import ConfigError
-from cph_exporter.config_file import (
-    CredentialSpec,
-    FileCredentials,
-    NamedEnvCredentials,
-    ServerFilters,
-    TargetConfig,
-    load_config_file,
-)
-from cph_exporter.credential_sources import (
-    METADATA_URL,
-    ChainCredentials,
+from cph_exporter.credentials.chain import ChainCredentials
+from cph_exporter.credentials.metadata import METADATA_URL, MetadataCredentials
+from cph_exporter.credentials.providers import (
     CredentialError,
     EnvCredentials,
-    MetadataCredentials,
+    FileCredentials,
+    NamedEnvCredentials,
     StaticCredentials,
 )
-from cph_exporter.credentials import Credentials
+from cph_exporter.credentials.values import Credentials
+from cph_exporter.settings.config import ConfigError
+from cph_exporter.settings.config_file import load_config_file
+from cph_exporter.settings.target_config import CredentialSpec, ServerFilters, TargetConfig
 from tests.conftest import serve
 
 SECRET = "Sk+SECRET/never-shown=="
@@ -673,7 +668,7 @@ def _warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [
         r
         for r in caplog.records
-        if r.name == "cph_exporter.config_file" and r.levelno >= logging.WARNING
+        if r.name == "cph_exporter.settings.config_file" and r.levelno >= logging.WARNING
     ]
 
 

@@ -16,24 +16,24 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from cph_exporter.credential_sources import (
-    ChainCredentials,
+from cph_exporter.cph.iam import (
+    ProjectIdResolver,
+    ProjectLookupError,
+    iam_endpoint_from,
+    lookup_project_id,
+)
+from cph_exporter.cph.signing import SignatureError, verify_request
+from cph_exporter.credentials.chain import ChainCredentials, default_chain
+from cph_exporter.credentials.metadata import MetadataCredentials, parse_expires_at
+from cph_exporter.credentials.providers import (
     CredentialError,
     CredentialsNotFound,
     EnvCredentials,
-    MetadataCredentials,
     ProfileCredentials,
-    ProjectIdResolver,
-    ProjectLookupError,
     StaticCredentials,
-    default_chain,
     default_profile_path,
-    iam_endpoint_from,
-    lookup_project_id,
-    parse_expires_at,
 )
-from cph_exporter.credentials import Credentials
-from cph_exporter.signing import SignatureError, verify_request
+from cph_exporter.credentials.values import Credentials
 from tests.conftest import serve
 
 # Every secret value any test hands out; none may appear in an error message or a log line.
@@ -857,7 +857,7 @@ def test_project_lookup_with_bad_keys_fails_cleanly(iam: StandIn) -> None:
             lambda: lookup_project_id(session, iam.url, "cn-north-4", provider),
             "HTTP 401",
             "APIGW.0301",
-            "<redacted>",
+            "[REDACTED]",
         )
     assert iam.state.calls == 2  # tried again once after re-reading the sources
 

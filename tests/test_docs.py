@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from cph_exporter.fleet_collector import IDENTITY
+from cph_exporter.metrics.common import IDENTITY
 from cph_exporter.simulator import CphSimulator
 from tests.conftest import ExporterFactory, scrape
 

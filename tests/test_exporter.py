@@ -12,8 +12,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from cph_exporter.credentials import Credentials
-from cph_exporter.models import server_state
+from cph_exporter.cph.models import server_state
+from cph_exporter.credentials.values import Credentials
 from cph_exporter.simulator import (
     SIMULATOR_ACCESS_KEY,
     SIMULATOR_PROJECT_ID,
@@ -270,8 +270,9 @@ def test_rotated_keys_are_reread_after_a_401() -> None:
     import dataclasses
 
     from cph_exporter.app import Exporter
-    from cph_exporter.config import Config
-    from cph_exporter.credential_sources import ChainCredentials, EnvCredentials
+    from cph_exporter.credentials.chain import ChainCredentials
+    from cph_exporter.credentials.providers import EnvCredentials
+    from cph_exporter.settings.config import Config
 
     api_keys = {SIMULATOR_ACCESS_KEY: SIMULATOR_SECRET_KEY}  # read by the simulator per request
     simulator = CphSimulator(fleet(), api_keys, SIMULATOR_PROJECT_ID)

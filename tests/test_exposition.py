@@ -12,11 +12,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from cph_exporter.exposition import Exposition
-from cph_exporter.fleet_collector import MAX_LABEL_VALUE_BYTES, FleetCollector, label_value
-from cph_exporter.models import parse_details, parse_server
-from cph_exporter.snapshot import ServerRecord, Snapshot
-from cph_exporter.targets import TargetView
+from cph_exporter.cph.models import parse_details, parse_server
+from cph_exporter.http.exposition import Exposition
+from cph_exporter.metrics.common import MAX_LABEL_VALUE_BYTES, label_value
+from cph_exporter.metrics.servers import ServerCollector
+from cph_exporter.refresh.snapshot import ServerRecord, Snapshot
+from cph_exporter.refresh.targets import TargetView
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden" / "fleet.prom"
@@ -64,7 +65,7 @@ def sample_snapshot() -> Snapshot:
 
 def render(snapshot: Snapshot, accept: str | None = None) -> bytes:
     exposition = Exposition(
-        lambda views: [FleetCollector(lambda: views)],
+        lambda views: [ServerCollector(lambda: views)],
         CollectorRegistry(auto_describe=False),
     )
     return exposition.render((TargetView("sim-region-1", "proj", snapshot),), accept)[0]

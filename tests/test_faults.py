@@ -24,12 +24,12 @@ from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
 
-from cph_exporter import client as client_module
 from cph_exporter.app import Exporter
-from cph_exporter.client import RetryPolicy, parse_retry_after
-from cph_exporter.credentials import Credentials
-from cph_exporter.errors import ApiError
-from cph_exporter.fleet_collector import MAX_LABEL_VALUE_BYTES
+from cph_exporter.cph import client as client_module
+from cph_exporter.cph.client import RetryPolicy, parse_retry_after
+from cph_exporter.cph.errors import ApiError
+from cph_exporter.credentials.values import Credentials
+from cph_exporter.metrics.common import MAX_LABEL_VALUE_BYTES
 from cph_exporter.simulator import (
     SIMULATOR_ACCESS_KEY,
     SIMULATOR_PROJECT_ID,

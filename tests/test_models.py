@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cph_exporter.models import (
+from cph_exporter.cph.models import (
     ParseError,
     clean_text,
     parse_details,

@@ -19,11 +19,12 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families as text_families
 
-from cph_exporter.exposition import Exposition
-from cph_exporter.fleet_collector import FleetCollector, label_value
-from cph_exporter.models import ParseError, ServerDetails, parse_details, parse_server
-from cph_exporter.snapshot import ServerRecord, Snapshot
-from cph_exporter.targets import TargetView
+from cph_exporter.cph.models import ParseError, ServerDetails, parse_details, parse_server
+from cph_exporter.http.exposition import Exposition
+from cph_exporter.metrics.common import label_value
+from cph_exporter.metrics.servers import ServerCollector
+from cph_exporter.refresh.snapshot import ServerRecord, Snapshot
+from cph_exporter.refresh.targets import TargetView
 
 # Surrogates included (hypothesis leaves them out by default), and the characters that
 # need escaping in an exposition made likely.
@@ -133,7 +134,7 @@ def test_parsing_raises_only_parse_error_and_only_without_identity(answer: objec
 
 def render(snapshot: Snapshot, accept: str) -> str:
     exposition = Exposition(
-        lambda views: [FleetCollector(lambda: views)],
+        lambda views: [ServerCollector(lambda: views)],
         CollectorRegistry(auto_describe=False),
     )
     return exposition.render((TargetView("region-1", "project", snapshot),), accept)[0].decode(

@@ -16,12 +16,13 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from cph_exporter.cli import build_parser, config_from_args
-from cph_exporter.client import CphClient
-from cph_exporter.config import ConfigError
-from cph_exporter.errors import ApiError
-from cph_exporter.ratelimit import RateLimitCollector, RateLimiter, make_limiter
-from cph_exporter.self_metrics import ApiMetrics
-from cph_exporter.signing import AkSkAuth
+from cph_exporter.cph.client import CphClient
+from cph_exporter.cph.errors import ApiError
+from cph_exporter.cph.ratelimit import RateLimiter, make_limiter
+from cph_exporter.cph.request_metrics import ApiMetrics
+from cph_exporter.cph.signing import AkSkAuth
+from cph_exporter.metrics.exporter import RateLimitCollector
+from cph_exporter.settings.config import ConfigError
 from cph_exporter.simulator import (
     SIMULATOR_ACCESS_KEY,
     SIMULATOR_PROJECT_ID,

@@ -26,9 +26,11 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from cph_exporter.app import Exporter
-from cph_exporter.exposition import Exposition, accepts_gzip
-from cph_exporter.fleet_collector import FleetCollector
-from cph_exporter.models import parse_details, parse_server
+from cph_exporter.cph.models import parse_details, parse_server
+from cph_exporter.http.exposition import Exposition, accepts_gzip
+from cph_exporter.metrics.servers import ServerCollector
+from cph_exporter.refresh.snapshot import ServerRecord, Snapshot
+from cph_exporter.refresh.targets import TargetView
 from cph_exporter.simulator import (
     SIMULATOR_ACCESS_KEY,
     SIMULATOR_PROJECT_ID,
@@ -37,8 +39,6 @@ from cph_exporter.simulator import (
     CphSimulator,
     generate_fleet,
 )
-from cph_exporter.snapshot import ServerRecord, Snapshot
-from cph_exporter.targets import TargetView
 from tests.conftest import ExporterFactory, fleet
 
 LIST = "ListCloudPhoneServers"
@@ -84,9 +84,9 @@ class CountingFleet:
     def __init__(self) -> None:
         self.builds = 0
 
-    def __call__(self, views: Sequence[TargetView]) -> list[FleetCollector]:
+    def __call__(self, views: Sequence[TargetView]) -> list[ServerCollector]:
         self.builds += 1
-        return [FleetCollector(lambda: views)]
+        return [ServerCollector(lambda: views)]
 
 
 def views(snapshot: Snapshot) -> tuple[TargetView, ...]:
@@ -104,7 +104,7 @@ def live_registry() -> CollectorRegistry:
 def plain_render(snapshot: Snapshot, live: CollectorRegistry, openmetrics: bool) -> bytes:
     """What the exporter served before any caching: one generate_latest of everything."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(FleetCollector(lambda: views(snapshot)))
+    registry.register(ServerCollector(lambda: views(snapshot)))
     for collector in live._collector_to_names:  # the same live collectors, in order
         registry.register(collector)
     return generate_openmetrics(registry) if openmetrics else generate_latest(registry)
@@ -191,7 +191,7 @@ def test_served_fleet_equals_a_fresh_render_of_the_same_snapshot(
     registry = CollectorRegistry(auto_describe=False)
     snapshot = exporter.refresher.current()
     target_views = (TargetView(SIMULATOR_REGION, SIMULATOR_PROJECT_ID, snapshot),)
-    registry.register(FleetCollector(lambda: target_views))
+    registry.register(ServerCollector(lambda: target_views))
     fresh = generate_latest(registry).decode()
     assert identity.startswith(fresh)  # byte for byte, then the live part
     assert fleet_series(identity) == fleet_series(zipped) == series(fresh)

@@ -10,8 +10,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cph_exporter.cli import build_parser, config_from_args
-from cph_exporter.config import ConfigError
-from cph_exporter.shard import Shard, parse_shard
+from cph_exporter.refresh.shard import Shard, parse_shard
+from cph_exporter.settings.config import ConfigError
 from cph_exporter.simulator import (
     SIMULATOR_ACCESS_KEY,
     SIMULATOR_PROJECT_ID,

@@ -18,8 +18,7 @@ from huaweicloudsdkcore.signer.signer import Signer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cph_exporter.credentials import Credentials
-from cph_exporter.signing import (
+from cph_exporter.cph.signing import (
     AkSkAuth,
     SignatureError,
     VerifiedRequest,
@@ -28,6 +27,7 @@ from cph_exporter.signing import (
     string_to_sign,
     verify_request,
 )
+from cph_exporter.credentials.values import Credentials
 
 AK = "TESTACCESSKEY0000001"
 SK = "test-secret-key-0123456789"

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import requests
 
-from cph_exporter.credentials import Credentials
-from cph_exporter.signing import AkSkAuth
+from cph_exporter.cph.signing import AkSkAuth
+from cph_exporter.credentials.values import Credentials
 from cph_exporter.simulator import (
     SIMULATOR_ACCESS_KEY,
     SIMULATOR_PROJECT_ID,

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from cph_exporter.app import Exporter
-from cph_exporter.config import Config
-from cph_exporter.config_file import load_config_file
-from cph_exporter.models import phone_state
+from cph_exporter.app import Exporter, resolve_targets
+from cph_exporter.cph.models import phone_state
+from cph_exporter.credentials.ledger import SecretLedger
+from cph_exporter.settings.config import Config
+from cph_exporter.settings.config_file import load_config_file
 from cph_exporter.simulator import (
     SIMULATOR_ACCESS_KEY,
     SIMULATOR_PROJECT_ID,
@@ -22,7 +23,6 @@ from cph_exporter.simulator import (
     generate_fleet,
     generate_phones,
 )
-from cph_exporter.startup import SecretLedger, file_targets
 from tests.conftest import ExporterFactory, fleet, scrape
 from tests.test_config import run_cli
 from tests.test_exporter import assert_complete, by_server, samples
@@ -69,7 +69,7 @@ def test_a_target_with_bad_credentials_never_hides_the_others(
         "BAD_SK": "not-the-right-secret-key-77",
     }
     path = write_config(tmp_path / "cph.yml", sims, ["GOOD_SK", "BAD_SK", "GOOD_SK"])
-    specs = file_targets(load_config_file(str(path)), environ, SecretLedger())
+    specs = resolve_targets(load_config_file(str(path)), environ, SecretLedger())
     config = dataclasses.replace(Config(), listen_address="127.0.0.1:0", config_file=str(path))
     exporter = Exporter(config, targets=specs)
     exporter.start()
@@ -101,7 +101,7 @@ def test_filters_keep_only_matching_servers(
         "    filters: {network_version: v2, status: [2, 5, 8]}\n"
     )
     environ = {"CPH_AK": SIMULATOR_ACCESS_KEY, "CPH_SK": SIMULATOR_SECRET_KEY}
-    specs = file_targets(load_config_file(str(path)), environ, SecretLedger())
+    specs = resolve_targets(load_config_file(str(path)), environ, SecretLedger())
     config = dataclasses.replace(Config(), listen_address="127.0.0.1:0", config_file=str(path))
     exporter = Exporter(config, targets=specs)
     exporter.start()

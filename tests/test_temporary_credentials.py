@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from cph_exporter.app import Exporter
-from cph_exporter.config import Config
-from cph_exporter.config_file import load_config_file
+from cph_exporter.app import Exporter, resolve_targets
+from cph_exporter.credentials.ledger import SecretLedger
+from cph_exporter.settings.config import Config
+from cph_exporter.settings.config_file import load_config_file
 from cph_exporter.simulator import SIMULATOR_PROJECT_ID, CphSimulator
-from cph_exporter.startup import SecretLedger, file_targets
 from tests.conftest import fleet, scrape, serve
 from tests.test_exporter import assert_complete, samples
 
@@ -90,7 +90,7 @@ def test_temporary_keys_are_signed_with_their_token_and_renewed_before_they_expi
         f"    endpoint: {simulator.url}\n"
         f"    credentials: {{metadata: true, metadata_url: '{url}'}}\n"
     )
-    specs = file_targets(load_config_file(str(path)), {}, SecretLedger())
+    specs = resolve_targets(load_config_file(str(path)), {}, SecretLedger())
     config = dataclasses.replace(
         Config(),
         listen_address="127.0.0.1:0",

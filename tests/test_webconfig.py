@@ -27,15 +27,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cph_exporter import webconfig
-from cph_exporter.webconfig import (
-    ReloadingWebConfig,
-    WebConfig,
-    WebConfigError,
+from cph_exporter.http.base_server import (
     WebConfigHTTPServer,
     WebConfigRequestHandler,
-    load_web_config,
+    response_headers,
 )
+from cph_exporter.http.reload import ReloadingWebConfig
+from cph_exporter.http.web_config import WebConfig, WebConfigError
+from cph_exporter.settings.web_config_file import load_web_config, load_web_config_file
 
 PASSWORD = "correct horse battery staple"
 # Cost 4 keeps the suite fast; the code treats every cost alike.
@@ -236,7 +235,9 @@ class _Handler(WebConfigRequestHandler):
 
 @contextmanager
 def serving(config: Path, handshake_timeout: float = 10.0) -> Iterator[WebConfigHTTPServer]:
-    server = WebConfigHTTPServer(("127.0.0.1", 0), _Handler, ReloadingWebConfig(str(config)))
+    server = WebConfigHTTPServer(
+        ("127.0.0.1", 0), _Handler, ReloadingWebConfig(str(config), load_web_config_file)
+    )
     server.handshake_timeout = handshake_timeout
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
@@ -539,7 +540,7 @@ def test_headers_scalars_are_read_as_written_and_blank_means_unset(files: Files)
         )
     )
     assert config.headers == {"X-XSS-Protection": "0"}
-    assert webconfig.response_headers(config) == {"X-XSS-Protection": "0"}
+    assert response_headers(config) == {"X-XSS-Protection": "0"}
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -747,7 +748,7 @@ def test_rotated_certificate_reaches_new_connections(
         assert get(server, ctx).server_serial == second.serial
 
         # A broken rewrite keeps the last good config, with one warning and no secret in it.
-        caplog.set_level(logging.INFO, logger="cph_exporter.webconfig")
+        caplog.set_level(logging.INFO, logger="cph_exporter.http.reload")
         caplog.clear()
         files.config_text(
             TLS_CONFIG + f"  bogus: yes\nbasic_auth_users:\n  a: '{HASH}'\n", valid=False
@@ -774,9 +775,9 @@ def test_rotated_certificate_reaches_new_connections(
 
 def test_turning_tls_off_needs_a_restart(files: Files, caplog: pytest.LogCaptureFixture) -> None:
     files.server_cert()
-    reloading = ReloadingWebConfig(str(files.config_text(TLS_CONFIG)))
+    reloading = ReloadingWebConfig(str(files.config_text(TLS_CONFIG)), load_web_config_file)
     files.config_text("http_server_config:\n  headers:\n    X-Frame-Options: deny\n")
-    with caplog.at_level(logging.WARNING, logger="cph_exporter.webconfig"):
+    with caplog.at_level(logging.WARNING, logger="cph_exporter.http.reload"):
         assert reloading.current().tls is not None
     assert "turning TLS on or off needs a restart" in caplog.text
 
@@ -787,11 +788,14 @@ def test_failed_reload_is_retried_for_files_that_appear_later(
     files.server_cert()
     now = [0.0]
     reloading = ReloadingWebConfig(
-        str(files.config_text(TLS_CONFIG)), retry_interval=5.0, clock=lambda: now[0]
+        str(files.config_text(TLS_CONFIG)),
+        load_web_config_file,
+        retry_interval=5.0,
+        clock=lambda: now[0],
     )
     # The operator points the config at new files first, and copies them in afterwards.
     files.config_text(TLS_CONFIG.replace("server.", "new."), valid=False)
-    with caplog.at_level(logging.WARNING, logger="cph_exporter.webconfig"):
+    with caplog.at_level(logging.WARNING, logger="cph_exporter.http.reload"):
         assert reloading.current().tls.cert_file.endswith("/server.crt")  # type: ignore[union-attr]
         new = files.server_cert(prefix="new")
         assert reloading.current().tls.cert_file.endswith("/server.crt")  # type: ignore[union-attr]

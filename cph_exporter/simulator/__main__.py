@@ -13,9 +13,8 @@ from cph_exporter.simulator import (
     SIMULATOR_PROJECT_ID,
     SIMULATOR_REGION,
     SIMULATOR_SECRET_KEY,
-    CphSimulator,
     Faults,
-    simulated_project,
+    project_simulator,
 )
 
 
@@ -43,7 +42,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    servers, phones = simulated_project(args.servers, args.seed, examples=args.examples)
     faults = Faults(args.latency, args.throttle_every, args.retry_after)
     host, port = args.listen
     stopping = threading.Event()
@@ -52,23 +50,17 @@ def main(argv: list[str] | None = None) -> int:
         stopping.set()
 
     signal.signal(signal.SIGTERM, stop)
-    credentials = {SIMULATOR_ACCESS_KEY: SIMULATOR_SECRET_KEY}
-    with CphSimulator(
-        servers,
-        credentials,
-        SIMULATOR_PROJECT_ID,
-        faults,
-        host,
-        port,
-        phones=phones if args.phones else None,
-    ) as sim:
+    simulator = project_simulator(
+        args.servers, args.seed, faults, host, port, examples=args.examples, phones=args.phones
+    )
+    with simulator as sim:
         # Fixed simulator credentials, not secrets: printing them is the point.
         print(sim.url, flush=True)
         print(
             f"HUAWEICLOUD_SDK_AK={SIMULATOR_ACCESS_KEY}\n"
             f"HUAWEICLOUD_SDK_SK={SIMULATOR_SECRET_KEY}\n"
             f"HUAWEICLOUD_SDK_PROJECT_ID={SIMULATOR_PROJECT_ID}\n"
-            f"region={SIMULATOR_REGION} servers={len(servers)}",
+            f"region={SIMULATOR_REGION} servers={sim.server_count}",
             flush=True,
         )
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way out

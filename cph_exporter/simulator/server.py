@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from cph_exporter.signing import SignatureError, verify_request
+from cph_exporter.cph.signing import SignatureError, verify_request
 from cph_exporter.simulator.fleet import list_entry
 
 LIST_OPERATION = "ListCloudPhoneServers"
@@ -323,6 +323,11 @@ class CphSimulator:
         return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
     # ---- fleet and accounting ----
+
+    @property
+    def server_count(self) -> int:
+        with self._lock:
+            return len(self._fleet.by_id)
 
     def set_servers(self, servers: list[dict[str, Any]]) -> None:
         fleet = _Fleet.of(servers)

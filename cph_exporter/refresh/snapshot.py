@@ -1,10 +1,10 @@
-"""An immutable picture of the fleet as one refresh saw it; scrapes only ever read these."""
+"""An immutable picture of one target as one refresh saw it; scrapes only ever read these."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cph_exporter.models import Phone, Server, ServerDetails
+from cph_exporter.cph.models import Phone, Server, ServerDetails
 
 
 @dataclass(frozen=True, slots=True)

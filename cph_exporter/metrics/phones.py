@@ -8,15 +8,32 @@ from collections.abc import Callable, Iterator, Sequence
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from cph_exporter.fleet_collector import (
+from cph_exporter.cph.models import Phone, phone_state
+from cph_exporter.metrics.common import (
     CACHED_NOTE,
     IDENTITY,
     exported_servers,
     label_value,
     target_gauge,
 )
-from cph_exporter.models import PHONE_STATE_NAMES, Phone, phone_state
-from cph_exporter.targets import TargetView
+from cph_exporter.refresh.targets import TargetView
+
+# The states of cph_phone_state and cph_server_phones, in the order exposed.
+PHONE_STATE_NAMES: tuple[str, ...] = (
+    "creating",
+    "running",
+    "resetting",
+    "restarting",
+    "frozen",
+    "stopping",
+    "stopped",
+    "reset_failed",
+    "restart_failed",
+    "abnormal",
+    "create_failed",
+    "stop_failed",
+    "unknown",
+)
 
 
 class PhoneCollector(Collector):

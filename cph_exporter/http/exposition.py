@@ -5,8 +5,8 @@ bytes are rendered once and served to every scrape until then; so is their gzip.
 stream may consist of several members (RFC 1952, section 2.2) and every HTTP client that
 matters decodes them all, Prometheus's included (Go's gzip.Reader reads multistream by
 default, and Prometheus's scraper reuses one through Reset, which keeps it on). So a gzip
-scrape is the cached member for the fleet followed by a fresh member for the small live
-part: nothing large is compressed per scrape.
+scrape is the cached member for the snapshot part followed by a fresh member for the small
+live part: nothing large is compressed per scrape.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from cph_exporter.targets import TargetView
+from cph_exporter.refresh.targets import TargetView
 
 _EOF = b"# EOF\n"
-# The fleet member is compressed once per snapshot, so it can afford a better ratio; the
+# The snapshot member is compressed once per snapshot, so it can afford a better ratio; the
 # live member is a few kB compressed on every scrape, so speed matters more there.
-FLEET_GZIP_LEVEL = 6
+SNAPSHOT_GZIP_LEVEL = 6
 LIVE_GZIP_LEVEL = 1
 
 
@@ -38,10 +38,6 @@ class Body:
     parts: tuple[bytes, ...]
     content_type: str
     content_encoding: str | None = None  # "gzip", or None for identity
-
-    @property
-    def length(self) -> int:
-        return sum(len(part) for part in self.parts)
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:
@@ -85,10 +81,10 @@ def _age(key: _Key) -> int:
 class Exposition:
     def __init__(
         self,
-        fleet_collectors: Callable[[Sequence[TargetView]], Sequence[Collector]],
+        snapshot_collectors: Callable[[Sequence[TargetView]], Sequence[Collector]],
         live: CollectorRegistry,
     ) -> None:
-        self._fleet_collectors = fleet_collectors
+        self._snapshot_collectors = snapshot_collectors
         self._live = live
         self._lock = threading.Lock()
         # One render at a time: concurrent first scrapes of a new snapshot (two Prometheus
@@ -113,14 +109,14 @@ class Exposition:
     def body(self, views: Sequence[TargetView], accept: str | None, gzip_ok: bool) -> Body:
         self._last_request = (accept, gzip_ok)
         encoder, content_type = choose_encoder(accept or "")
-        fleet = self._fleet_bytes(views, encoder, content_type, gzip_ok)
+        cached = self._snapshot_bytes(views, encoder, content_type, gzip_ok)
         live = encoder(self._live)
         if gzip_ok:
             live = gzip.compress(live, compresslevel=LIVE_GZIP_LEVEL, mtime=0)
-            return Body((fleet, live), content_type, "gzip")
-        return Body((fleet, live), content_type)
+            return Body((cached, live), content_type, "gzip")
+        return Body((cached, live), content_type)
 
-    def _fleet_bytes(
+    def _snapshot_bytes(
         self,
         views: Sequence[TargetView],
         encoder: Callable[[Collector], bytes],
@@ -142,16 +138,16 @@ class Exposition:
     def _render(
         self, views: Sequence[TargetView], encoder: Callable[[Collector], bytes], gzip_ok: bool
     ) -> bytes:
-        """The fleet's families, rendered (and compressed) one family at a time.
+        """The snapshot part's families, rendered (and compressed) one family at a time.
 
         At 10,000 servers the text is over 50 MB: built whole, its lines, their join and
         its encoding would all be in memory at once. Family by family, only one family's
         text is, and with gzip (what Prometheus asks for) the whole text never is.
         """
         # wbits 31: a gzip member, the same format gzip.compress writes.
-        compressor = zlib.compressobj(FLEET_GZIP_LEVEL, wbits=31) if gzip_ok else None
+        compressor = zlib.compressobj(SNAPSHOT_GZIP_LEVEL, wbits=31) if gzip_ok else None
         chunks: list[bytes] = []
-        for collector in self._fleet_collectors(views):
+        for collector in self._snapshot_collectors(views):
             for family in collector.collect():
                 text = encoder(_OneFamily(family))
                 if text.endswith(_EOF):  # OpenMetrics allows one EOF marker, at the very end

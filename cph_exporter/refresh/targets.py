@@ -10,11 +10,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from cph_exporter.client import CphClient
-from cph_exporter.credentials import Credentials
-from cph_exporter.models import Server
-from cph_exporter.refresher import Refresher
-from cph_exporter.snapshot import Snapshot
+from cph_exporter.cph.client import CphClient
+from cph_exporter.cph.models import Server
+from cph_exporter.credentials.values import Credentials
+from cph_exporter.refresh.refresher import Refresher
+from cph_exporter.refresh.snapshot import Snapshot
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,9 @@ class Target:
         return TargetView(self.region, self.project_id, snapshot)
 
 
-class Fleet:
+class TargetSet:
+    """Every target of one exporter, asked together so that one slow project holds none up."""
+
     def __init__(
         self, targets: Sequence[Target], monotonic: Callable[[], float] = time.monotonic
     ) -> None:

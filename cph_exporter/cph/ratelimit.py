@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 DEFAULT_FLOOR = 0.5  # requests per second: below Huawei's documented 200 per 5 minutes example
 
@@ -125,21 +122,3 @@ class RateLimiter:
 def make_limiter(max_requests_per_second: float) -> RateLimiter | None:
     """The limiter for --cph.max-requests-per-second; 0 means unlimited."""
     return RateLimiter(max_requests_per_second) if max_requests_per_second > 0 else None
-
-
-class RateLimitCollector(Collector):
-    """The rate in force, live: it drops while the API throttles and recovers after."""
-
-    def __init__(self, limiter: RateLimiter | None) -> None:
-        self._limiter = limiter
-
-    def describe(self) -> list[Metric]:
-        return []
-
-    def collect(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily(
-            "cph_exporter_api_rate_limit_requests_per_second",
-            "CPH API requests per second allowed now (0: unlimited): the configured maximum, "
-            "halved by throttling answers and recovered after runs of successes.",
-            value=0.0 if self._limiter is None else self._limiter.rate,
-        )

@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator, Sequence
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from cph_exporter.targets import TargetView
+from cph_exporter.cph.ratelimit import RateLimiter
+from cph_exporter.refresh.targets import TargetView
 
 
 class ExporterCollector(Collector):
@@ -70,4 +71,22 @@ class ExporterCollector(Collector):
             "cph_exporter_servers_without_details",
             "Servers in the served data whose details could not be fetched.",
             value=sum(s.servers_without_details for s in snapshots),
+        )
+
+
+class RateLimitCollector(Collector):
+    """The rate in force, live: it drops while the API throttles and recovers after."""
+
+    def __init__(self, limiter: RateLimiter | None) -> None:
+        self._limiter = limiter
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "cph_exporter_api_rate_limit_requests_per_second",
+            "CPH API requests per second allowed now (0: unlimited): the configured maximum, "
+            "halved by throttling answers and recovered after runs of successes.",
+            value=0.0 if self._limiter is None else self._limiter.rate,
         )

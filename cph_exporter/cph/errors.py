@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 
 
 class ApiError(Exception):
@@ -69,11 +68,3 @@ def error_fields(body: bytes) -> tuple[str, str, str]:
     msg = data.get("error_msg") or nested.get("message") or ""
     request_id = data.get("request_id") or ""
     return str(code)[:100], str(msg)[:300], str(request_id)[:100]
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """Replace every secret value in text; the last line of defence before a log or an error."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[REDACTED]")
-    return text

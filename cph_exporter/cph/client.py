@@ -18,10 +18,10 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from cph_exporter.credential_sources import CredentialError
-from cph_exporter.errors import ApiError, error_fields
-from cph_exporter.ratelimit import RateLimiter
-from cph_exporter.self_metrics import ApiMetrics
+from cph_exporter.cph.errors import ApiError, error_fields
+from cph_exporter.cph.ratelimit import RateLimiter
+from cph_exporter.cph.request_metrics import ApiMetrics
+from cph_exporter.credentials.providers import CredentialError
 
 log = logging.getLogger(__name__)
 

@@ -2,107 +2,43 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from cph_exporter.models import IDENTITY_FIELDS, INFO_FIELDS, STATE_NAMES, Server, server_state
-from cph_exporter.snapshot import ServerRecord, Snapshot
-from cph_exporter.targets import TargetView
+from cph_exporter.cph.models import server_state
+from cph_exporter.metrics.common import (
+    INFO_LABELS,
+    ExportedServer,
+    add_finite,
+    exported_servers,
+    label_value,
+    per_server,
+    server_gauge,
+    target_gauge,
+)
+from cph_exporter.refresh.targets import TargetView
 
-IDENTITY = IDENTITY_FIELDS
-INFO_LABELS = INFO_FIELDS
-CACHED_NOTE = " Cached: refreshed from the CPH API at most once per cache TTL."
 MBIT_PER_SECOND = 125_000  # bytes per second in one Mbit/s
 GIB = 2**30
 CHARGE_MODES = {0: "bandwidth", 1: "traffic"}
 SHARE_TYPES = {0: "dedicated", 1: "shared"}
-# Label values are cut to this many UTF-8 bytes. Prometheus has no limit by default, but
-# Mimir, Cortex and Grafana Cloud refuse longer values (2048 is their default) and a
-# scrape with label_value_length_limit set fails whole: a server name anyone with CPH
-# rights can set must not take the fleet's metrics down with it.
-MAX_LABEL_VALUE_BYTES = 2048
-_CUT = "\u2026"  # an ellipsis marks a cut value
+# The states of cph_server_state, in the order exposed; every state server_state() names.
+STATE_NAMES: tuple[str, ...] = (
+    "creating",
+    "abnormal",
+    "normal",
+    "frozen",
+    "stopped",
+    "stopping",
+    "stop_failed",
+    "starting",
+    "unknown",
+)
 
 
-def label_value(value: str) -> str:
-    """`value`, cut on a character boundary to MAX_LABEL_VALUE_BYTES when longer."""
-    if len(value) <= MAX_LABEL_VALUE_BYTES // 4:  # no character is longer than 4 bytes
-        return value
-    encoded = value.encode("utf-8", "replace")
-    if len(encoded) <= MAX_LABEL_VALUE_BYTES:
-        return value
-    keep = MAX_LABEL_VALUE_BYTES - len(_CUT.encode("utf-8"))
-    return encoded[:keep].decode("utf-8", "ignore") + _CUT
-
-
-def _add(family: GaugeMetricFamily, labels: Sequence[str], value: float) -> None:
-    # NaN never gets here (parsing drops it), but finite inputs can overflow once scaled
-    # (1e308 GB): an infinite size is no more true than an unknown one.
-    if math.isfinite(value):
-        family.add_metric(labels, value)
-
-
-def _named(names: dict[int, str], code: int | None) -> str:
-    return "unknown" if code is None else names.get(code, "unknown")
-
-
-def _gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc + CACHED_NOTE, labels=IDENTITY + labels)
-
-
-@dataclass(frozen=True, slots=True)
-class ExportedServer:
-    """A server as exported: its target, its record and its identity label values."""
-
-    view: TargetView
-    record: ServerRecord
-    identity: tuple[str, ...]
-
-
-def exported_servers(views: Sequence[TargetView]) -> list[ExportedServer]:
-    """Every server of every target once, identity labels cut to their limit."""
-    seen: set[str] = set()  # ids cut to the same label would make duplicate series
-    exported = []
-    for view in views:
-        for record in view.snapshot.servers:
-            identity = tuple(label_value(getattr(record.server, name)) for name in IDENTITY)
-            if identity[0] in seen:
-                continue
-            seen.add(identity[0])
-            exported.append(ExportedServer(view, record, identity))
-    return exported
-
-
-def target_gauge(
-    name: str, doc: str, views: Sequence[TargetView], healthy: Callable[[Snapshot], bool]
-) -> GaugeMetricFamily:
-    """A 0/1 gauge per target, labelled by region and project_id (cph_up and its kin)."""
-    family = GaugeMetricFamily(name, doc, labels=("region", "project_id"))
-    for view in views:
-        family.add_metric((view.region, view.project_id), 1.0 if healthy(view.snapshot) else 0.0)
-    return family
-
-
-def _per_server(
-    name: str,
-    doc: str,
-    servers: Sequence[ExportedServer],
-    value: Callable[[Server], float | None],
-) -> GaugeMetricFamily:
-    """One series per server, for a value the server may not have."""
-    family = _gauge(name, doc)
-    for item in servers:
-        number = value(item.record.server)
-        if number is not None:
-            _add(family, item.identity, number)
-    return family
-
-
-class FleetCollector(Collector):
+class ServerCollector(Collector):
     """cph_up and every cph_server_* family, built anew from the snapshots on each collect.
 
     Each family is built just before it is yielded: renderers consume them one at a time,
@@ -124,14 +60,14 @@ class FleetCollector(Collector):
             lambda snapshot: snapshot.up,
         )
         servers = exported_servers(views)
-        yield _per_server(
+        yield per_server(
             "cph_server_status",
             "Raw status code of the cloud phone server.",
             servers,
             lambda server: server.status,
         )
 
-        state = _gauge(
+        state = server_gauge(
             "cph_server_state",
             "1 for the server's current state, 0 for each other state.",
             ("state",),
@@ -142,7 +78,7 @@ class FleetCollector(Collector):
                 state.add_metric([*item.identity, name], 1.0 if name == current else 0.0)
         yield state
 
-        info = _gauge(
+        info = server_gauge(
             "cph_server_info",
             "Static facts about the cloud phone server, value 1.",
             (*INFO_LABELS, "region", "project_id"),
@@ -155,19 +91,19 @@ class FleetCollector(Collector):
         yield self._bandwidths(servers)
         yield self._volumes(servers)
 
-        yield _per_server(
+        yield per_server(
             "cph_server_addresses",
             "Number of addresses of the server.",
             servers,
             lambda server: server.address_count,
         )
-        yield _per_server(
+        yield per_server(
             "cph_server_created_timestamp_seconds",
             "When the server was created, Unix time.",
             servers,
             lambda server: server.created_at,
         )
-        yield _per_server(
+        yield per_server(
             "cph_server_updated_timestamp_seconds",
             "When the server was last updated, Unix time.",
             servers,
@@ -176,7 +112,7 @@ class FleetCollector(Collector):
 
     @staticmethod
     def _bandwidths(servers: list[ExportedServer]) -> GaugeMetricFamily:
-        bandwidth = _gauge(
+        bandwidth = server_gauge(
             "cph_server_bandwidth_size_bytes_per_second",
             "Size of a bandwidth of the server (API: band_width_size Mbit/s).",
             ("bandwidth_id", "bandwidth_name", "charge_mode", "share_type"),
@@ -199,12 +135,12 @@ class FleetCollector(Collector):
                     charge_mode,
                     share_type,
                 ]
-                _add(bandwidth, labels, bw.size_mbit_per_second * MBIT_PER_SECOND)
+                add_finite(bandwidth, labels, bw.size_mbit_per_second * MBIT_PER_SECOND)
         return bandwidth
 
     @staticmethod
     def _volumes(servers: list[ExportedServer]) -> GaugeMetricFamily:
-        volume = _gauge(
+        volume = server_gauge(
             "cph_server_volume_size_bytes",
             "Size of a volume of the server (API: volume_size GB, meaning GiB).",
             ("volume_id", "volume_name", "volume_type"),
@@ -224,5 +160,5 @@ class FleetCollector(Collector):
                     label_value(vol.name),
                     label_value(vol.volume_type),
                 ]
-                _add(volume, labels, vol.size_gb * GIB)
+                add_finite(volume, labels, vol.size_gb * GIB)
         return volume

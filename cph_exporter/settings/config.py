@@ -8,8 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from cph_exporter.shard import WHOLE, Shard
-from cph_exporter.web import parse_listen_address
+from cph_exporter.refresh.shard import WHOLE, Shard
 
 DEFAULT_PORT = 9852
 DEFAULT_LISTEN_ADDRESS = f":{DEFAULT_PORT}"
@@ -58,8 +57,8 @@ class Config:
 
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)(ms|h|m|s))")
-_REGION = re.compile(r"^[a-z]{2,}(?:-[a-z0-9]+)+$")
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+REGION = re.compile(r"^[a-z]{2,}(?:-[a-z0-9]+)+$")
+IDENTIFIER = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def parse_duration(text: str) -> float:
@@ -78,6 +77,16 @@ def parse_duration(text: str) -> float:
     if not parts or "".join(n + u for n, u in parts) != text:
         raise ValueError(f"invalid duration {text!r} (use e.g. 30s, 2m, 1h30m or seconds)")
     return sum(float(number) * units[unit] for number, unit in parts)
+
+
+def parse_listen_address(address: str) -> tuple[str, int]:
+    """ ":9852", "0.0.0.0:9852", "[::1]:9852" -> (host, port); raises ValueError."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"not HOST:PORT: {address!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port_text)
 
 
 def validate(config: Config) -> Config:
@@ -117,7 +126,7 @@ def validate(config: Config) -> Config:
     if config.simulate and config.simulate_servers < 0:
         raise fail("--simulate.servers", "must not be negative")
     for server_id in config.server_ids:
-        if not _IDENTIFIER.match(server_id):
+        if not IDENTIFIER.match(server_id):
             raise fail("--cph.server-id", f"not a server ID: {server_id!r}")
     if config.ca_file is not None and not os.path.isfile(config.ca_file):
         raise fail("--cph.ca-file", f"file not found: {config.ca_file}")
@@ -137,10 +146,10 @@ def validate(config: Config) -> Config:
         return config
     if not config.region:
         raise fail("--cph.region", "required (for example cn-north-4), or run with --simulate")
-    if not _REGION.match(config.region):
+    if not REGION.match(config.region):
         raise fail("--cph.region", f"not a region name: {config.region!r}")
     # No project ID: it is looked up from the region through IAM once credentials are known.
-    if config.project_id and not _IDENTIFIER.match(config.project_id):
+    if config.project_id and not IDENTIFIER.match(config.project_id):
         raise fail("--cph.project-id", f"not a project ID: {config.project_id!r}")
     endpoint = config.endpoint or ENDPOINT_TEMPLATE.format(region=config.region)
     url = urlsplit(endpoint)

@@ -8,9 +8,10 @@ import socket
 import threading
 from typing import Any
 
-from cph_exporter.exposition import Exposition, accepts_gzip
-from cph_exporter.targets import Fleet
-from cph_exporter.webconfig import ReloadingWebConfig, WebConfigHTTPServer, WebConfigRequestHandler
+from cph_exporter.http.base_server import WebConfigHTTPServer, WebConfigRequestHandler
+from cph_exporter.http.exposition import Exposition, accepts_gzip
+from cph_exporter.http.reload import ReloadingWebConfig
+from cph_exporter.refresh.targets import TargetSet
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +40,13 @@ class ExporterHandlerContext:
 
     def __init__(
         self,
-        fleet: Fleet,
+        targets: TargetSet,
         exposition: Exposition,
         telemetry_path: str,
         default_scrape_timeout: float,
         max_in_flight: int,
     ) -> None:
-        self.fleet = fleet
+        self.targets = targets
         self.exposition = exposition
         self.telemetry_path = telemetry_path
         self.default_scrape_timeout = default_scrape_timeout
@@ -74,7 +75,7 @@ class ExporterHandler(WebConfigRequestHandler):
         elif path == "/-/healthy":
             self._send(200, b"Healthy\n", "text/plain; charset=utf-8")
         elif path == "/-/ready":
-            if self.context.fleet.ready:
+            if self.context.targets.ready:
                 self._send(200, b"Ready\n", "text/plain; charset=utf-8")
             else:
                 self._send(
@@ -92,7 +93,7 @@ class ExporterHandler(WebConfigRequestHandler):
                 self.headers.get("X-Prometheus-Scrape-Timeout-Seconds"),
                 self.context.default_scrape_timeout,
             )
-            views = self.context.fleet.views(timeout=budget)
+            views = self.context.targets.views(timeout=budget)
             body = self.context.exposition.body(
                 views,
                 self.headers.get("Accept"),
@@ -149,20 +150,12 @@ class ExporterHTTPServer6(ExporterHTTPServer):
     address_family = socket.AF_INET6
 
 
-def parse_listen_address(address: str) -> tuple[str, int]:
-    """ ":9852", "0.0.0.0:9852", "[::1]:9852" -> (host, port); raises ValueError."""
-    host, sep, port_text = address.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"not HOST:PORT: {address!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port_text)
-
-
 def make_server(
-    address: str, context: ExporterHandlerContext, web_config: ReloadingWebConfig | None = None
+    host: str,
+    port: int,
+    context: ExporterHandlerContext,
+    web_config: ReloadingWebConfig | None = None,
 ) -> ExporterHTTPServer:
-    host, port = parse_listen_address(address)
     handler = type("BoundExporterHandler", (ExporterHandler,), {"context": context})
     server_class = ExporterHTTPServer6 if ":" in host else ExporterHTTPServer
     return server_class((host, port), handler, web_config)

@@ -7,6 +7,7 @@ raises for such answers; only a server without a server_id is refused (it has no
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -135,12 +136,26 @@ def _items(value: object) -> list[Mapping[str, Any]]:
     return [item for item in value if isinstance(item, Mapping)]
 
 
-def parse_server(answer: object) -> Server:
+# The Server fields copied from the answer as text, under the answer's own key names.
+_TEXT_FIELDS = tuple(
+    f.name
+    for f in dataclasses.fields(Server)
+    if f.type == "str" and f.name not in ("server_id", "update_time")
+)
+
+
+def _entry(answer: object, what: str, key: str) -> tuple[Mapping[str, Any], str]:
+    """An API entry and its identifying field; an entry without one cannot be shown."""
     if not isinstance(answer, Mapping):
-        raise ParseError("server entry is not a JSON object")
-    server_id = clean_text(answer.get("server_id")).strip()
-    if not server_id:
-        raise ParseError("server entry has no server_id")
+        raise ParseError(f"{what} is not a JSON object")
+    entry_id = clean_text(answer.get(key)).strip()
+    if not entry_id:
+        raise ParseError(f"{what} has no {key}")
+    return answer, entry_id
+
+
+def parse_server(answer: object) -> Server:
+    answer, server_id = _entry(answer, "server entry", "server_id")
     text = {key: clean_text(answer.get(key)) for key in _TEXT_FIELDS}
     return Server(
         server_id=server_id,
@@ -151,22 +166,6 @@ def parse_server(answer: object) -> Server:
         update_time=clean_text(answer.get("update_time")),
         **text,
     )
-
-
-# Labels every per-server series carries, and the static facts of cph_server_info.
-IDENTITY_FIELDS = ("server_id", "server_name", "availability_zone", "network_version")
-INFO_FIELDS = (
-    "server_model_name",
-    "phone_model_name",
-    "keypair_name",
-    "vpc_id",
-    "subnet_id",
-    "vpc_cidr",
-    "subnet_cidr",
-    "resource_project_id",
-    "enterprise_project_id",
-)
-_TEXT_FIELDS = IDENTITY_FIELDS[1:] + INFO_FIELDS
 
 
 def parse_details(answer: object) -> ServerDetails:
@@ -208,17 +207,6 @@ SERVER_STATES: Mapping[int, str] = {
     12: "stop_failed",
     13: "starting",
 }
-STATE_NAMES: tuple[str, ...] = (
-    "creating",
-    "abnormal",
-    "normal",
-    "frozen",
-    "stopped",
-    "stopping",
-    "stop_failed",
-    "starting",
-    "unknown",
-)
 
 
 def server_state(status: int | None) -> str:
@@ -254,21 +242,6 @@ PHONE_STATES: Mapping[int, str] = {
     -8: "create_failed",
     -9: "stop_failed",
 }
-PHONE_STATE_NAMES: tuple[str, ...] = (
-    "creating",
-    "running",
-    "resetting",
-    "restarting",
-    "frozen",
-    "stopping",
-    "stopped",
-    "reset_failed",
-    "restart_failed",
-    "abnormal",
-    "create_failed",
-    "stop_failed",
-    "unknown",
-)
 
 
 def phone_state(status: int | None) -> str:
@@ -276,11 +249,7 @@ def phone_state(status: int | None) -> str:
 
 
 def parse_phone(answer: object) -> Phone:
-    if not isinstance(answer, Mapping):
-        raise ParseError("phone entry is not a JSON object")
-    phone_id = clean_text(answer.get("phone_id")).strip()
-    if not phone_id:
-        raise ParseError("phone entry has no phone_id")
+    answer, phone_id = _entry(answer, "phone entry", "phone_id")
     return Phone(
         phone_id=phone_id,
         phone_name=clean_text(answer.get("phone_name")),

@@ -20,9 +20,9 @@ from typing import Any
 
 from cachetools import TTLCache
 
-from cph_exporter.client import CphClient, DeadlineError
-from cph_exporter.errors import ApiError
-from cph_exporter.models import (
+from cph_exporter.cph.client import CphClient, DeadlineError
+from cph_exporter.cph.errors import ApiError
+from cph_exporter.cph.models import (
     ParseError,
     Phone,
     Server,
@@ -31,9 +31,9 @@ from cph_exporter.models import (
     parse_phone,
     parse_server,
 )
-from cph_exporter.self_metrics import ApiMetrics
-from cph_exporter.shard import WHOLE, Shard
-from cph_exporter.snapshot import EMPTY, ServerRecord, Snapshot
+from cph_exporter.cph.request_metrics import ApiMetrics
+from cph_exporter.refresh.shard import WHOLE, Shard
+from cph_exporter.refresh.snapshot import EMPTY, ServerRecord, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,6 @@ class Refresher:
         self._metrics = metrics
         self._clock = clock
         self._monotonic = monotonic
-        self.ttl = ttl
         self._fresh: TTLCache[str, Snapshot] = TTLCache(maxsize=1, ttl=ttl, timer=monotonic)
         self._details: TTLCache[str, tuple[str, ServerDetails]] = TTLCache(
             maxsize=_MAX_CACHED_DETAILS, ttl=detail_max_age, timer=monotonic

@@ -1,8 +1,8 @@
 """The ``--config.file``: several CPH targets (regions, projects, credentials) in one YAML file.
 
-Loading is strict, in the way of :mod:`cph_exporter.webconfig` (both use
-:mod:`cph_exporter.yaml_nodes`): the YAML is walked as nodes, so duplicate keys are seen and
-scalars are read as written (a project ID like ``0123`` stays a string), and every problem
+Loading is strict, in the way of the web config file (both use :mod:`.yaml_nodes`): the
+YAML is walked as nodes, so duplicate keys are seen and scalars are read as written (a
+project ID like ``0123`` stays a string), and every problem
 stops the load with one ``ConfigError`` line naming the file, the key path and what is wrong,
 for example::
 
@@ -23,33 +23,24 @@ import logging
 import os
 import re
 import stat
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Literal
 from urllib.parse import urlsplit
 
 import yaml
 
-from cph_exporter.config import _IDENTIFIER, _REGION, ENDPOINT_TEMPLATE, ConfigError
-from cph_exporter.credential_sources import (
-    METADATA_URL,
-    CredentialError,
-    CredentialProvider,
-    MetadataCredentials,
-    StaticCredentials,
-    _CachedProvider,
-    default_chain,
+from cph_exporter.credentials.metadata import METADATA_URL
+from cph_exporter.settings.config import ENDPOINT_TEMPLATE, IDENTIFIER, REGION, ConfigError
+from cph_exporter.settings.target_config import (
+    NETWORK_VERSIONS,
+    TARGET_NAME,
+    CredentialSpec,
+    ServerFilters,
+    TargetConfig,
 )
-from cph_exporter.credentials import Credentials
-from cph_exporter.yaml_nodes import NodeParser, show
+from cph_exporter.settings.yaml_nodes import NodeParser, show
 
 log = logging.getLogger(__name__)
 
-TARGET_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-NETWORK_VERSIONS = ("v1", "v2")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-CredentialKind = Literal["default", "env", "file", "metadata", "inline"]
 
 _TOP_KEYS = ("targets",)
 _TARGET_KEYS = (
@@ -76,196 +67,6 @@ _CREDENTIAL_KEYS = tuple(
 _WAY_OF = {key: way for way, (req, opt) in _WAYS.items() for key in req + opt}
 
 _STRING_TAGS = {"tag:yaml.org,2002:" + name for name in ("str", "int", "float")}
-
-
-# ---------------------------------------------------------------------------------------------
-# What a loaded file describes
-
-
-@dataclass(frozen=True)
-class ServerFilters:
-    """Which listed servers a target exports. Every condition given must hold; none: all.
-
-    ``name_pattern`` is searched for anywhere in the name (``re.search``): anchor it with ``^``
-    and ``$`` as needed.
-    """
-
-    network_version: str | None = None
-    name_pattern: re.Pattern[str] | None = None
-    statuses: frozenset[int] | None = None
-
-    def matches(self, server_name: str, network_version: str, status: int | None) -> bool:
-        if self.network_version is not None and network_version != self.network_version:
-            return False
-        if self.name_pattern is not None and not self.name_pattern.search(server_name):
-            return False
-        return self.statuses is None or (status is not None and status in self.statuses)
-
-    def __bool__(self) -> bool:
-        """Whether any filter is set."""
-        return (
-            self.network_version is not None
-            or self.name_pattern is not None
-            or self.statuses is not None
-        )
-
-
-@dataclass(frozen=True)
-class CredentialSpec:
-    """The one way a target's credentials are given; fields of other ways are None.
-
-    - ``default``: the exporter's usual chain (``HUAWEICLOUD_SDK_*`` variables, profile file);
-    - ``env``: names of environment variables holding the values;
-    - ``file``: absolute paths of files holding the values (stripped when read);
-    - ``metadata``: the ECS metadata service at ``metadata_url`` (temporary agency keys);
-    - ``inline``: the values themselves, kept out of ``repr``.
-
-    ``origin`` names where the spec was written (file and key path), for messages.
-    """
-
-    kind: CredentialKind = "default"
-    access_key_env: str | None = None
-    secret_key_env: str | None = None
-    security_token_env: str | None = None
-    access_key_file: str | None = None
-    secret_key_file: str | None = None
-    security_token_file: str | None = None
-    metadata_url: str | None = None
-    access_key: str | None = field(default=None, repr=False)
-    secret_key: str | None = field(default=None, repr=False)
-    security_token: str | None = field(default=None, repr=False)
-    origin: str = ""
-
-    def provider(self, environ: Mapping[str, str]) -> CredentialProvider:
-        """A provider reading the credentials this spec names; nothing is read until get()."""
-        if self.kind == "env":
-            assert self.access_key_env is not None and self.secret_key_env is not None
-            return NamedEnvCredentials(
-                environ, self.access_key_env, self.secret_key_env, self.security_token_env
-            )
-        if self.kind == "file":
-            assert self.access_key_file is not None and self.secret_key_file is not None
-            return FileCredentials(
-                self.access_key_file, self.secret_key_file, self.security_token_file
-            )
-        if self.kind == "metadata":
-            return MetadataCredentials(self.metadata_url or METADATA_URL)
-        if self.kind == "inline":
-            return StaticCredentials(
-                Credentials(
-                    access_key=self.access_key or "",
-                    secret_key=self.secret_key or "",
-                    security_token=self.security_token or None,
-                ),
-                description=f"inline credentials in {self.origin or 'the config file'}",
-            )
-        return default_chain(environ, None, None, False)
-
-
-@dataclass(frozen=True)
-class TargetConfig:
-    """One CPH target: the ``target`` label ``name``, where to reach it and with what.
-
-    As in ``Config``: ``project_id`` "" means "look it up through IAM", ``iam_endpoint`` ""
-    means the default (``HUAWEICLOUD_SDK_IAM_ENDPOINT`` or the global one). The loader always
-    fills ``endpoint`` (default ``https://cph.{region}.myhuaweicloud.com``, no trailing slash).
-    """
-
-    name: str
-    region: str
-    project_id: str = ""
-    endpoint: str = ""
-    iam_endpoint: str = ""
-    credentials: CredentialSpec = CredentialSpec()
-    server_ids: tuple[str, ...] = ()
-    filters: ServerFilters = ServerFilters()
-
-
-# ---------------------------------------------------------------------------------------------
-# Providers for the ways credential_sources has no class for
-
-
-class NamedEnvCredentials(_CachedProvider):
-    """AK/SK (and optionally a security token) from environment variables named in the file.
-
-    Empty variables count as unset. A variable that is not set is an error, not "no
-    credentials here": the file asked for it explicitly.
-    """
-
-    def __init__(
-        self,
-        environ: Mapping[str, str],
-        access_key_var: str,
-        secret_key_var: str,
-        security_token_var: str | None = None,
-    ) -> None:
-        super().__init__()
-        self._environ = environ
-        self._names = (access_key_var, secret_key_var, security_token_var)
-
-    @property
-    def variables(self) -> tuple[str, str, str | None]:
-        return self._names
-
-    def describe(self) -> str:
-        return "environment variables " + ", ".join(n for n in self._names if n)
-
-    def _load(self) -> Credentials:
-        access_var, secret_var, token_var = self._names
-        missing = [n for n in (access_var, secret_var, token_var) if n and not self._environ.get(n)]
-        if missing:
-            raise CredentialError(f"{self.describe()}: {', '.join(missing)} not set or empty")
-        return Credentials(
-            access_key=self._environ[access_var],
-            secret_key=self._environ[secret_var],
-            security_token=self._environ[token_var] if token_var else None,
-        )
-
-
-class FileCredentials(_CachedProvider):
-    """AK/SK (and optionally a security token) from files, one value each, stripped.
-
-    Read again after ``invalidate()``, so keys rotated in the files are picked up.
-    """
-
-    def __init__(
-        self, access_key_file: str, secret_key_file: str, security_token_file: str | None = None
-    ) -> None:
-        super().__init__()
-        self._paths = (access_key_file, secret_key_file, security_token_file)
-
-    @property
-    def paths(self) -> tuple[str, str, str | None]:
-        return self._paths
-
-    def describe(self) -> str:
-        return "credential files " + ", ".join(p for p in self._paths if p)
-
-    def _read(self, path: str) -> str:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                value = handle.read().strip()
-        except UnicodeDecodeError:
-            raise CredentialError(f"{self.describe()}: {path} is not UTF-8 text") from None
-        except OSError as exc:
-            raise CredentialError(
-                f"{self.describe()}: cannot read {path}: {exc.strerror or type(exc).__name__}"
-            ) from None
-        if not value:
-            raise CredentialError(f"{self.describe()}: {path} is empty")
-        return value
-
-    def _load(self) -> Credentials:
-        access_path, secret_path, token_path = self._paths
-        return Credentials(
-            access_key=self._read(access_path),
-            secret_key=self._read(secret_path),
-            security_token=self._read(token_path) if token_path else None,
-        )
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading
 
 
 def _show(text: str) -> str:
@@ -373,12 +174,12 @@ class _Parser(NodeParser):
                 f"not a target name: {_show(name)} (1 to 64 of A-Z, a-z, 0-9, '_', '.', '-')",
             )
         region = self.string(entries["region"], where("region"))
-        if not _REGION.match(region):
+        if not REGION.match(region):
             self.fail(where("region"), f"not a region name: {_show(region)} (like cn-north-4)")
         project_id = ""
         if "project_id" in entries:
             project_id = self.string(entries["project_id"], where("project_id"))
-            if not _IDENTIFIER.match(project_id):
+            if not IDENTIFIER.match(project_id):
                 self.fail(where("project_id"), f"not a project ID: {_show(project_id)}")
         endpoint = ENDPOINT_TEMPLATE.format(region=region)
         if "endpoint" in entries:
@@ -416,7 +217,7 @@ class _Parser(NodeParser):
         ids: list[str] = []
         for i, item in enumerate(self.sequence(node, keypath)):
             server_id = self.string(item, f"{keypath}[{i}]")
-            if not _IDENTIFIER.match(server_id):
+            if not IDENTIFIER.match(server_id):
                 self.fail(f"{keypath}[{i}]", f"not a server ID: {_show(server_id)}")
             if server_id in ids:
                 self.fail(f"{keypath}[{i}]", f"duplicate server ID {server_id}")

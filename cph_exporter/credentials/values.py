@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 
@@ -15,3 +16,11 @@ class Credentials:
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, for scrubbing text that might echo one back."""
         return tuple(s for s in (self.secret_key, self.security_token) if s)
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """Replace every secret value in text; the last line of defence before a log or an error."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[REDACTED]")
+    return text

@@ -1,0 +1,105 @@
+"""What every collector shares: identity labels, label cutting, per-target and per-server gauges."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from prometheus_client.core import GaugeMetricFamily
+
+from cph_exporter.cph.models import Server
+from cph_exporter.refresh.snapshot import ServerRecord, Snapshot
+from cph_exporter.refresh.targets import TargetView
+
+# Labels every per-server series carries, and the static facts of cph_server_info: each is a
+# field of Server of the same name.
+IDENTITY = ("server_id", "server_name", "availability_zone", "network_version")
+INFO_LABELS = (
+    "server_model_name",
+    "phone_model_name",
+    "keypair_name",
+    "vpc_id",
+    "subnet_id",
+    "vpc_cidr",
+    "subnet_cidr",
+    "resource_project_id",
+    "enterprise_project_id",
+)
+CACHED_NOTE = " Cached: refreshed from the CPH API at most once per cache TTL."
+# Label values are cut to this many UTF-8 bytes. Prometheus has no limit by default, but
+# Mimir, Cortex and Grafana Cloud refuse longer values (2048 is their default) and a
+# scrape with label_value_length_limit set fails whole: a server name anyone with CPH
+# rights can set must not take the fleet's metrics down with it.
+MAX_LABEL_VALUE_BYTES = 2048
+_CUT = "\u2026"  # an ellipsis marks a cut value
+
+
+def label_value(value: str) -> str:
+    """`value`, cut on a character boundary to MAX_LABEL_VALUE_BYTES when longer."""
+    if len(value) <= MAX_LABEL_VALUE_BYTES // 4:  # no character is longer than 4 bytes
+        return value
+    encoded = value.encode("utf-8", "replace")
+    if len(encoded) <= MAX_LABEL_VALUE_BYTES:
+        return value
+    keep = MAX_LABEL_VALUE_BYTES - len(_CUT.encode("utf-8"))
+    return encoded[:keep].decode("utf-8", "ignore") + _CUT
+
+
+def add_finite(family: GaugeMetricFamily, labels: Sequence[str], value: float) -> None:
+    # NaN never gets here (parsing drops it), but finite inputs can overflow once scaled
+    # (1e308 GB): an infinite size is no more true than an unknown one.
+    if math.isfinite(value):
+        family.add_metric(labels, value)
+
+
+def server_gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc + CACHED_NOTE, labels=IDENTITY + labels)
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedServer:
+    """A server as exported: its target, its record and its identity label values."""
+
+    view: TargetView
+    record: ServerRecord
+    identity: tuple[str, ...]
+
+
+def exported_servers(views: Sequence[TargetView]) -> list[ExportedServer]:
+    """Every server of every target once, identity labels cut to their limit."""
+    seen: set[str] = set()  # ids cut to the same label would make duplicate series
+    exported = []
+    for view in views:
+        for record in view.snapshot.servers:
+            identity = tuple(label_value(getattr(record.server, name)) for name in IDENTITY)
+            if identity[0] in seen:
+                continue
+            seen.add(identity[0])
+            exported.append(ExportedServer(view, record, identity))
+    return exported
+
+
+def target_gauge(
+    name: str, doc: str, views: Sequence[TargetView], healthy: Callable[[Snapshot], bool]
+) -> GaugeMetricFamily:
+    """A 0/1 gauge per target, labelled by region and project_id (cph_up and its kin)."""
+    family = GaugeMetricFamily(name, doc, labels=("region", "project_id"))
+    for view in views:
+        family.add_metric((view.region, view.project_id), 1.0 if healthy(view.snapshot) else 0.0)
+    return family
+
+
+def per_server(
+    name: str,
+    doc: str,
+    servers: Sequence[ExportedServer],
+    value: Callable[[Server], float | None],
+) -> GaugeMetricFamily:
+    """One series per server, for a value the server may not have."""
+    family = server_gauge(name, doc)
+    for item in servers:
+        number = value(item.record.server)
+        if number is not None:
+            add_finite(family, item.identity, number)
+    return family
