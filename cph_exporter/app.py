@@ -177,8 +177,10 @@ class Exporter:
         credentials: Callable[[], Credentials] | None = None,
         on_auth_failure: Callable[[], None] | None = None,
         targets: Sequence[TargetSpec] | None = None,
+        cache_timer: Callable[[], float] | None = None,
     ) -> None:
         self.config = config
+        self._cache_timer = cache_timer  # the refreshers' TTL clock; monotonic time if None
         if targets is None:
             if credentials is None:
                 raise ValueError("credentials are needed when no targets are given")
@@ -266,6 +268,7 @@ class Exporter:
             phones=config.phones,
             phones_ttl=config.phones_ttl,
             on_refresh=self._render_ahead,
+            cache_timer=self._cache_timer,
         )
         return Target(spec.region, spec.project_id, client, refresher)
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from cph_exporter.app import Exporter
 from cph_exporter.credentials.values import Credentials
@@ -20,16 +18,12 @@ from cph_exporter.simulator import (
     SIMULATOR_REGION,
     SIMULATOR_SECRET_KEY,
     CphSimulator,
-    documented_examples,
-    generate_fleet,
     generate_phones,
 )
-
-GOOD_CREDENTIALS = Credentials(SIMULATOR_ACCESS_KEY, SIMULATOR_SECRET_KEY)
-
-
-def fleet(count: int = 30) -> list[dict[str, Any]]:
-    return documented_examples() + generate_fleet(count)
+from tests.helpers.clock import TtlClock
+from tests.helpers.fleet import GOOD_CREDENTIALS, fleet
+from tests.helpers.pki import Files, Pki, make_ca
+from tests.helpers.scrape import ExporterFactory
 
 
 @pytest.fixture
@@ -45,7 +39,21 @@ def simulator() -> Iterator[CphSimulator]:
     sim.stop()
 
 
-ExporterFactory = Callable[..., Exporter]
+@pytest.fixture(scope="session")
+def pki() -> Pki:
+    return make_ca("test CA")
+
+
+@pytest.fixture(scope="session")
+def other_pki() -> Pki:
+    return make_ca("some other CA")
+
+
+@pytest.fixture
+def files(tmp_path: Path, pki: Pki) -> Files:
+    files = Files(tmp_path, pki)
+    files.write("ca.crt", pki.ca.cert_pem)
+    return files
 
 
 @pytest.fixture
@@ -58,6 +66,7 @@ def make_exporter() -> Iterator[ExporterFactory]:
     ) -> Exporter:
         # The rate cap has its own tests; elsewhere it would only slow the suite down.
         settings.setdefault("max_requests_per_second", 0.0)
+        clock = settings.pop("cache_timer", None) or TtlClock()
         config = dataclasses.replace(
             Config(),
             listen_address="127.0.0.1:0",
@@ -66,7 +75,8 @@ def make_exporter() -> Iterator[ExporterFactory]:
             endpoint=sim.url,
             **settings,
         )
-        exporter = Exporter(config, lambda: credentials)
+        exporter = Exporter(config, lambda: credentials, cache_timer=clock)
+        TtlClock.of[exporter] = clock
         exporter.start()
         started.append(exporter)
         return exporter
@@ -74,22 +84,3 @@ def make_exporter() -> Iterator[ExporterFactory]:
     yield build
     for exporter in started:
         exporter.close()
-
-
-def scrape(exporter: Exporter, **headers: str) -> str:
-    response = requests.get(exporter.url + "/metrics", headers=headers, timeout=30)
-    assert response.status_code == 200, response.text
-    return response.text
-
-
-def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    """A stand-in HTTP server on loopback for a fixture: `yield from serve(Handler)`."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()

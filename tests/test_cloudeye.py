@@ -21,10 +21,18 @@ from typing import Any
 
 import pytest
 import yaml
-from test_e2e_prometheus import GRAFANA_VARS, api, free_port, grafana_query, start, stop, wait_for
-from test_rules import CLOUD_EYE_METRIC, dashboard_queries
 
 from cph_exporter.simulator import documented_examples, generate_fleet
+from tests.test_e2e_prometheus import (
+    GRAFANA_VARS,
+    api,
+    free_port,
+    grafana_query,
+    start,
+    stop,
+    wait_for,
+)
+from tests.test_rules import CLOUD_EYE_METRIC, dashboard_queries
 
 REPO = Path(__file__).resolve().parents[1]
 FLEET_BOARD = REPO / "grafana" / "dashboards" / "cph-fleet-overview.json"

@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cph_exporter.metrics.common import IDENTITY
 from cph_exporter.simulator import CphSimulator
-from tests.conftest import ExporterFactory, scrape
+from tests.helpers.scrape import ExporterFactory, scrape
 
 README = Path(__file__).parent.parent / "README.md"
 _ROW = re.compile(r"^\| `(cph_[a-z_]+)` \| (\w+) \|[^|]*\|([^|]*)\|[^|]+\|$")

@@ -25,8 +25,15 @@ from typing import Any, TypeVar
 import pytest
 import requests
 import yaml
-from test_deploy import dockerfile_instructions
-from test_rules import CLOUD_EYE_METRIC, CONTRACT, HISTOGRAMS, dashboard_queries, readme_metrics
+
+from tests.test_deploy import dockerfile_instructions
+from tests.test_rules import (
+    CLOUD_EYE_METRIC,
+    CONTRACT,
+    HISTOGRAMS,
+    dashboard_queries,
+    readme_metrics,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 ALERTS = REPO / "prometheus" / "alerts.yml"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
-import socket
 import subprocess
 import time
 import zlib
@@ -39,7 +38,9 @@ from cph_exporter.simulator import (
     CphSimulator,
     generate_fleet,
 )
-from tests.conftest import ExporterFactory, fleet
+from tests.helpers.fleet import fleet
+from tests.helpers.net import free_port
+from tests.helpers.scrape import ExporterFactory
 
 LIST = "ListCloudPhoneServers"
 DETAIL = "GetCloudPhoneServerDetail"
@@ -249,12 +250,6 @@ def test_a_changed_server_alone_is_fetched_again(
 # ---- a real Prometheus decodes the multi-member gzip ----
 
 PROMETHEUS = shutil.which("prometheus")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.skipif(PROMETHEUS is None, reason="prometheus not installed")

@@ -18,8 +18,10 @@ from cph_exporter.credentials.ledger import SecretLedger
 from cph_exporter.settings.config import Config
 from cph_exporter.settings.config_file import load_config_file
 from cph_exporter.simulator import SIMULATOR_PROJECT_ID, CphSimulator
-from tests.conftest import fleet, scrape, serve
-from tests.test_exporter import assert_complete, samples
+from tests.helpers.fleet import fleet
+from tests.helpers.net import serve
+from tests.helpers.samples import assert_complete, samples
+from tests.helpers.scrape import scrape
 
 TEMP_AK = "TEMPORARYACCESSKEY01"
 

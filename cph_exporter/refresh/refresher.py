@@ -61,6 +61,7 @@ class Refresher:
         on_refresh: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        cache_timer: Callable[[], float] | None = None,
     ) -> None:
         self._client = client
         self._shard = shard
@@ -72,14 +73,16 @@ class Refresher:
         self._metrics = metrics
         self._clock = clock
         self._monotonic = monotonic
-        self._fresh: TTLCache[str, Snapshot] = TTLCache(maxsize=1, ttl=ttl, timer=monotonic)
+        # What the TTLs count with; tests move it forward instead of sleeping.
+        timer = cache_timer or monotonic
+        self._fresh: TTLCache[str, Snapshot] = TTLCache(maxsize=1, ttl=ttl, timer=timer)
         self._details: TTLCache[str, tuple[str, ServerDetails]] = TTLCache(
-            maxsize=_MAX_CACHED_DETAILS, ttl=detail_max_age, timer=monotonic
+            maxsize=_MAX_CACHED_DETAILS, ttl=detail_max_age, timer=timer
         )
         # Phones have their own TTL: a server refresh lists them again only once it expired.
         self._phones_enabled = phones
         self._phones: TTLCache[str, tuple[Phone, ...]] = TTLCache(
-            maxsize=1, ttl=phones_ttl, timer=monotonic
+            maxsize=1, ttl=phones_ttl, timer=timer
         )
         self._current = EMPTY
         self._generation = 0
@@ -89,6 +92,12 @@ class Refresher:
         self._fetchers = concurrent.futures.ThreadPoolExecutor(
             concurrency, thread_name_prefix="cph-detail"
         )
+
+    @property
+    def refreshing(self) -> bool:
+        """A refresh is under way now."""
+        with self._lock:
+            return self._inflight is not None
 
     @property
     def ready(self) -> bool:

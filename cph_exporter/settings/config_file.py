@@ -360,17 +360,8 @@ def load_config_file(path: str) -> tuple[TargetConfig, ...]:
     Logs one warning when the file holds inline credentials but group or others can access it.
     Credential sources are not read here: ``CredentialSpec.provider`` does that on first use.
     """
-    try:
-        with open(path, "rb") as handle:
-            mode = os.fstat(handle.fileno()).st_mode
-            if stat.S_ISDIR(mode):
-                raise IsADirectoryError(21, "Is a directory")
-            data = handle.read()
-    except OSError as exc:
-        raise ConfigError(
-            f"config file {path}: cannot read the file: {exc.strerror or type(exc).__name__}"
-        ) from None
     parser = _Parser(path)
+    data, mode = parser.read()
     targets = parser.targets(parser.compose(data))
     inline = [
         f"targets[{i}].credentials"

@@ -268,14 +268,8 @@ class _Parser(NodeParser):
 
 def load_web_config_file(path: str) -> tuple[WebConfig, bool]:
     """The config and whether the file was empty (no document, or only comments)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise WebConfigError(
-            f"web config {path}: cannot read the file: {e.strerror or e}"
-        ) from None
     parser = _Parser(path)
+    data, _ = parser.read()
     root = parser.compose(data)
     if parser.is_null(root):
         return WebConfig(source=path), True

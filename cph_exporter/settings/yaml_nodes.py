@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from typing import ClassVar, NoReturn
 
 import yaml
@@ -51,6 +52,17 @@ class NodeParser:
     def __init__(self, source: str) -> None:
         self.source = source
         self.folder = os.path.dirname(os.path.abspath(source))
+
+    def read(self) -> tuple[bytes, int]:
+        """The file's bytes and mode; a file that cannot be read stops the load."""
+        try:
+            with open(self.source, "rb") as handle:
+                mode = os.fstat(handle.fileno()).st_mode
+                if stat.S_ISDIR(mode):
+                    raise IsADirectoryError(21, "Is a directory")
+                return handle.read(), mode
+        except OSError as exc:
+            self.complain(f"cannot read the file: {exc.strerror or type(exc).__name__}")
 
     def complain(self, message: str) -> NoReturn:
         """Stop the load with a message about the file as a whole."""

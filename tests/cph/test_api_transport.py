@@ -20,14 +20,16 @@ from cph_exporter.simulator import (
     SIMULATOR_SECRET_KEY,
     CphSimulator,
 )
-from tests.conftest import ExporterFactory, fleet, scrape, serve
-from tests.test_exporter import assert_complete, samples
-from tests.test_webconfig import Pki, _make_ca
+from tests.helpers.fleet import fleet
+from tests.helpers.net import serve
+from tests.helpers.pki import Pki, make_ca
+from tests.helpers.samples import assert_complete, samples
+from tests.helpers.scrape import ExporterFactory, scrape
 
 
 @pytest.fixture(scope="module")
 def pki() -> Pki:
-    return _make_ca("API test CA")
+    return make_ca("API test CA")
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from cph_exporter.simulator import (
     documented_examples,
     generate_fleet,
 )
-from tests.conftest import ExporterFactory, scrape
+from tests.helpers.scrape import ExporterFactory, scrape
 
 LIST = "ListCloudPhoneServers"
 Series = set[tuple[str, tuple[tuple[str, str], ...], float]]

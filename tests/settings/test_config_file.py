@@ -26,7 +26,7 @@ from cph_exporter.credentials.values import Credentials
 from cph_exporter.settings.config import ConfigError
 from cph_exporter.settings.config_file import load_config_file
 from cph_exporter.settings.target_config import CredentialSpec, ServerFilters, TargetConfig
-from tests.conftest import serve
+from tests.helpers.net import serve
 
 SECRET = "Sk+SECRET/never-shown=="
 TOKEN = "TOKEN-never-shown"

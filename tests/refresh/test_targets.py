@@ -23,9 +23,10 @@ from cph_exporter.simulator import (
     generate_fleet,
     generate_phones,
 )
-from tests.conftest import ExporterFactory, fleet, scrape
-from tests.test_config import run_cli
-from tests.test_exporter import assert_complete, by_server, samples
+from tests.helpers.cli import run_cli
+from tests.helpers.fleet import fleet
+from tests.helpers.samples import assert_complete, by_server, samples
+from tests.helpers.scrape import ExporterFactory, scrape
 
 PROJECTS = ("a" * 32, "b" * 32, "c" * 32)
 

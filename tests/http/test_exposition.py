@@ -19,7 +19,7 @@ from cph_exporter.metrics.servers import ServerCollector
 from cph_exporter.refresh.snapshot import ServerRecord, Snapshot
 from cph_exporter.refresh.targets import TargetView
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parent.parent  # tests/, where the golden files and fixtures live
 GOLDEN = HERE / "golden" / "fleet.prom"
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from cph_exporter.cli import build_parser, config_from_args
 from cph_exporter.settings.config import ConfigError, parse_duration
+from tests.helpers.cli import run_cli
 
 BASE = ["--cph.region", "cn-north-4", "--cph.project-id", "0123abcd"]
 
@@ -70,16 +68,6 @@ def test_project_id_from_env_and_repeatable_server_ids() -> None:
 def test_bad_settings_name_the_setting(argv: list[str], setting: str) -> None:
     with pytest.raises(ConfigError, match=f"^{setting}: "):
         config(argv)
-
-
-def run_cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cph_exporter", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", **(env or {})},
-    )
 
 
 @pytest.mark.parametrize(

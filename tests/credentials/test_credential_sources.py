@@ -34,7 +34,7 @@ from cph_exporter.credentials.providers import (
     default_profile_path,
 )
 from cph_exporter.credentials.values import Credentials
-from tests.conftest import serve
+from tests.helpers.net import serve
 
 # Every secret value any test hands out; none may appear in an error message or a log line.
 ENV_SK = "envsk-SECRET-0001"

@@ -19,7 +19,7 @@ from cph_exporter.cph.models import (
     server_state,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parent.parent / "fixtures"
 
 
 def load(name: str) -> dict[str, object]:

@@ -31,7 +31,8 @@ from cph_exporter.simulator import (
     Faults,
     generate_fleet,
 )
-from tests.conftest import GOOD_CREDENTIALS, ExporterFactory, fleet, scrape
+from tests.helpers.fleet import GOOD_CREDENTIALS, fleet
+from tests.helpers.scrape import ExporterFactory, scrape
 
 
 class FakeClock:

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import base64
-import datetime
 import http.client
-import ipaddress
 import logging
 import os
-import shutil
 import socket
 import ssl
 import struct
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -23,9 +19,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cph_exporter.http.base_server import (
     WebConfigHTTPServer,
@@ -35,183 +29,7 @@ from cph_exporter.http.base_server import (
 from cph_exporter.http.reload import ReloadingWebConfig
 from cph_exporter.http.web_config import WebConfig, WebConfigError
 from cph_exporter.settings.web_config_file import load_web_config, load_web_config_file
-
-PASSWORD = "correct horse battery staple"
-# Cost 4 keeps the suite fast; the code treats every cost alike.
-HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
-PROMTOOL = shutil.which("promtool")
-
-
-# --- a small PKI, made fresh for the test session --------------------------------------------
-
-
-@dataclass
-class Issued:
-    cert_pem: bytes
-    key_pem: bytes
-    serial: int
-
-
-@dataclass
-class Pki:
-    ca: Issued
-    ca_cert: x509.Certificate
-    ca_key: ec.EllipticCurvePrivateKey
-
-    def issue(self, name: str, *, server: bool) -> Issued:
-        return _issue(name, self.ca_cert, self.ca_key, server=server)
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey, password: bytes | None = None) -> bytes:
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(password)
-        if password
-        else serialization.NoEncryption()
-    )
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-    )
-
-
-def _builder(
-    name: str, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey
-) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-    )
-
-
-def _make_ca(name: str) -> Pki:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    cert = (
-        _builder(name, subject, key.public_key())
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    issued = Issued(
-        cert.public_bytes(serialization.Encoding.PEM), _key_pem(key), cert.serial_number
-    )
-    return Pki(issued, cert, key)
-
-
-def _issue(
-    name: str, ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, *, server: bool
-) -> Issued:
-    key = ec.generate_private_key(ec.SECP256R1())
-    usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-    builder = (
-        _builder(name, ca_cert.subject, key.public_key())
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),  # type: ignore[arg-type]
-            critical=False,
-        )
-    )
-    if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-    cert = builder.sign(ca_key, hashes.SHA256())
-    return Issued(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key), cert.serial_number)
-
-
-@pytest.fixture(scope="session")
-def pki() -> Pki:
-    return _make_ca("test CA")
-
-
-@pytest.fixture(scope="session")
-def other_pki() -> Pki:
-    return _make_ca("some other CA")
-
-
-@dataclass
-class Files:
-    """A folder holding a web config and the PEM files it names."""
-
-    dir: Path
-    pki: Pki
-
-    @property
-    def config(self) -> Path:
-        return self.dir / "web.yml"
-
-    def write(self, name: str, data: bytes | str) -> Path:
-        path = self.dir / name
-        path.write_bytes(data.encode() if isinstance(data, str) else data)
-        _bump(path)
-        return path
-
-    def server_cert(self, issued: Issued | None = None, prefix: str = "server") -> Issued:
-        issued = issued or self.pki.issue("exporter", server=True)
-        self.write(f"{prefix}.crt", issued.cert_pem)
-        self.write(f"{prefix}.key", issued.key_pem)
-        return issued
-
-    def config_text(self, text: str, *, valid: bool = True) -> Path:
-        self.write("web.yml", text)
-        if valid:
-            _check_with_promtool(self.config)
-        return self.config
-
-
-def _bump(path: Path) -> None:
-    """Move the mtime forward: filesystems with coarse clocks might otherwise not show a change."""
-    st = path.stat()
-    later = max(st.st_mtime_ns, time.time_ns()) + 1_000_000_000
-    os.utime(path, ns=(later, later))
-
-
-def _check_with_promtool(path: Path) -> None:
-    """The real exporter-toolkit (inside promtool) must accept what we call valid."""
-    if PROMTOOL is None:
-        return
-    done = subprocess.run(
-        [PROMTOOL, "check", "web-config", str(path)], capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
-@pytest.fixture
-def files(tmp_path: Path, pki: Pki) -> Files:
-    files = Files(tmp_path, pki)
-    files.write("ca.crt", pki.ca.cert_pem)
-    return files
-
-
-TLS_CONFIG = """\
-tls_server_config:
-  cert_file: server.crt
-  key_file: server.key
-"""
-
+from tests.helpers.pki import HASH, PASSWORD, TLS_CONFIG, Files, Issued, Pki, key_pem
 
 # --- a tiny server using the module ----------------------------------------------------------
 
@@ -691,7 +509,7 @@ def test_cert_file_without_a_certificate(files: Files) -> None:
 def test_encrypted_key_fails_instead_of_prompting(files: Files) -> None:
     files.server_cert()
     key = ec.generate_private_key(ec.SECP256R1())
-    files.write("server.key", _key_pem(key, password=b"secret"))
+    files.write("server.key", key_pem(key, password=b"secret"))
     with pytest.raises(WebConfigError, match=r"tls_server_config\.key_file: .* is encrypted"):
         load_web_config(str(files.config_text(TLS_CONFIG, valid=False)))
 

@@ -10,13 +10,13 @@ import pytest
 import requests
 
 from cph_exporter.simulator import CphSimulator
-from tests.conftest import ExporterFactory
-from tests.test_webconfig import HASH, PASSWORD, TLS_CONFIG, Files, Pki, _make_ca
+from tests.helpers.pki import HASH, PASSWORD, TLS_CONFIG, Files, Pki, make_ca
+from tests.helpers.scrape import ExporterFactory
 
 
 @pytest.fixture(scope="module")
 def pki() -> Pki:
-    return _make_ca("test CA")
+    return make_ca("test CA")
 
 
 @pytest.fixture
