@@ -7,12 +7,14 @@ the Dockerfile passes hadolint, and the dashboards are importable Grafana JSON.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import json
 import re
 import shlex
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -21,6 +23,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "deploy" / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
+LOCAL_PROMETHEUS = REPO / "prometheus" / "prometheus.local.yml"
+# The compose stack's config and the one for Prometheus on the host.
+PROMETHEUS_CONFIGS = [REPO / "prometheus" / "prometheus.yml", LOCAL_PROMETHEUS]
 DASHBOARDS = sorted((REPO / "grafana" / "dashboards").glob("*.json"))
 EXPORTER_PORT = 9852
 # Variables Grafana itself defines.
@@ -248,12 +253,42 @@ def test_dockerfile_copies_only_files_that_exist_and_are_not_dockerignored() -> 
             assert not fnmatch.fnmatch(source, pattern.removeprefix("**/")), (source, pattern)
 
 
-def test_promtool_check_config() -> None:
+def static_targets(config: dict) -> list[str]:
+    """Every static target of a Prometheus config: scrape jobs and Alertmanagers."""
+    jobs = config["scrape_configs"] + config["alerting"]["alertmanagers"]
+    return [t for job in jobs for sc in job.get("static_configs", []) for t in sc["targets"]]
+
+
+def with_targets(config: dict, change: Callable[[str], str]) -> dict:
+    """A copy of a Prometheus config with every static target (scrapes, Alertmanagers) changed."""
+    config = copy.deepcopy(config)
+    for job in config["scrape_configs"] + config["alerting"]["alertmanagers"]:
+        for static in job.get("static_configs", []):
+            static["targets"] = [change(target) for target in static["targets"]]
+    return config
+
+
+def test_local_prometheus_config_is_the_compose_one_on_localhost() -> None:
+    compose_config = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
+    local_config = yaml.safe_load(LOCAL_PROMETHEUS.read_text())
+    hosts = {target.rsplit(":", 1)[0] for target in static_targets(local_config)}
+    assert hosts == {"127.0.0.1", "localhost"}, "a local run resolves no compose service name"
+    # Everything else (intervals, timeouts, rules, jobs) as in compose: only the hosts differ.
+    on_host = {
+        f"cph-exporter:{EXPORTER_PORT}": f"127.0.0.1:{EXPORTER_PORT}",
+        "alertmanager:9093": "localhost:9093",
+        "localhost:9090": "localhost:9090",
+    }
+    assert local_config == with_targets(compose_config, on_host.__getitem__)
+
+
+@pytest.mark.parametrize("config", PROMETHEUS_CONFIGS, ids=lambda p: p.name)
+def test_promtool_check_config(config: Path) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not found: install Debian's 'prometheus' package")
     result = subprocess.run(
-        [promtool, "check", "config", "prometheus/prometheus.yml"],
+        [promtool, "check", "config", str(config.relative_to(REPO))],
         capture_output=True,
         text=True,
         timeout=60,
