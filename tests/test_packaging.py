@@ -84,3 +84,23 @@ def test_every_third_party_test_import_is_a_listed_dependency() -> None:
         if not provided_by & listed:
             unlisted[module] = (sorted(provided_by), sorted(users))
     assert not unlisted, f"add to the test extra in pyproject.toml: {unlisted}"
+
+
+def test_the_license_is_declared_once_and_shipped_in_full() -> None:
+    project = pyproject()["project"]
+    assert project["license"] == "Apache-2.0"  # an SPDX expression, not the deprecated table
+    assert project["license-files"] == ["LICENSE"]
+    text = " ".join((REPO / "LICENSE").read_text(encoding="utf-8").split())
+    assert text.startswith("Apache License Version 2.0, January 2004")
+    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in text
+    assert "END OF TERMS AND CONDITIONS" in text
+
+
+def test_the_version_is_written_in_pyproject_only() -> None:
+    version = pyproject()["project"]["version"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version)
+    # The package reads it from the installed metadata (cph_exporter.__version__).
+    for path in sorted((REPO / "cph_exporter").rglob("*.py")):
+        assert version not in path.read_text(encoding="utf-8"), path
+    changelog = (REPO / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert f"## [{version}]" in changelog, "CHANGELOG.md has no section for this version"
