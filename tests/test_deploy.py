@@ -106,6 +106,16 @@ def test_compose_runs_the_simulator_by_default_and_bakes_no_secret() -> None:
     assert all("=" not in item for item in env), "credentials must come from the host env"
 
 
+def test_compose_runs_the_exporter_without_privileges_on_a_read_only_root() -> None:
+    exporter = compose()["services"]["cph-exporter"]
+    assert exporter.get("read_only") is True
+    assert [c.upper() for c in exporter.get("cap_drop", [])] == ["ALL"]
+    assert not exporter.get("cap_add"), "no capability comes back"
+    assert "no-new-privileges:true" in exporter.get("security_opt", [])
+    assert not exporter.get("privileged")
+    assert "user" not in exporter or exporter["user"].split(":")[0] not in ("root", "0")
+
+
 def test_prometheus_in_compose_loads_the_rules_and_scrapes_the_stack() -> None:
     services = compose()["services"]
     prometheus = services["prometheus"]
@@ -234,6 +244,22 @@ def test_dockerfile_follows_the_issue() -> None:
     for op, arg in instructions:
         if op in ("ENV", "ARG"):
             assert not secret.search(arg), f"{op} {arg}"
+
+
+def test_image_labels_name_the_source_and_the_release() -> None:
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is Python 3.11+")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    instructions = dockerfile_instructions()
+    runtime = instructions[max(i for i, (op, _) in enumerate(instructions) if op == "FROM") :]
+    labels = dict(
+        item.split("=", 1) for op, arg in runtime if op == "LABEL" for item in shlex.split(arg)
+    )
+    assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
+    assert labels["org.opencontainers.image.source"] == project["urls"]["Source"]
+    # The version label is a build argument whose default is pyproject's version.
+    assert labels["org.opencontainers.image.version"] == "${VERSION}"
+    args = dict(a.split("=", 1) for op, a in runtime if op == "ARG" and "=" in a)
+    assert args["VERSION"] == project["version"]
 
 
 def test_dockerfile_copies_only_files_that_exist_and_are_not_dockerignored() -> None:
