@@ -11,7 +11,7 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY cph_exporter ./cph_exporter
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir .

@@ -262,6 +262,19 @@ def test_image_labels_name_the_source_and_the_release() -> None:
     assert args["VERSION"] == project["version"]
 
 
+def test_the_build_stage_copies_what_pyproject_names() -> None:
+    """The readme and the license files, which setuptools refuses to build without."""
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is Python 3.11+")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    copied = {
+        source
+        for op, arg in dockerfile_instructions()
+        if op == "COPY" and not arg.startswith("--from")
+        for source in arg.split()[:-1]
+    }
+    assert {project["readme"], *project["license-files"]} <= copied
+
+
 def test_dockerfile_copies_only_files_that_exist_and_are_not_dockerignored() -> None:
     patterns = [
         p.strip()
