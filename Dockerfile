@@ -11,16 +11,20 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY cph_exporter ./cph_exporter
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir .
 
 # Runtime stage: the same base image, the virtualenv only, no build tools.
 FROM ${PYTHON_IMAGE}
+# The release in pyproject.toml; `docker build --build-arg VERSION=...` when it changes.
+ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="cph-exporter" \
       org.opencontainers.image.description="Prometheus exporter for Huawei Cloud Cloud Phone Host (CPH) servers" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://github.com/cph-exporter/cph-exporter" \
+      org.opencontainers.image.version="${VERSION}"
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

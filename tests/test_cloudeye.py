@@ -37,7 +37,8 @@ from tests.test_rules import CLOUD_EYE_METRIC, dashboard_queries
 REPO = Path(__file__).resolve().parents[1]
 FLEET_BOARD = REPO / "grafana" / "dashboards" / "cph-fleet-overview.json"
 DASHBOARDS = sorted((REPO / "grafana" / "dashboards").glob("*.json"))
-README = REPO / "README.md"
+# Where the join is documented, in its "Cloud Eye side by side" section.
+DASHBOARDS_DOC = REPO / "docs" / "dashboards.md"
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
 SERVERS = 6
@@ -59,7 +60,7 @@ SYS_ECP_METRICS = {
     "network_vm_pps_out",
     "network_vm_newconnections",
 }
-# The join as the README documents it and every Cloud Eye query spells it.
+# The join as docs/dashboards.md documents it and every Cloud Eye query spells it.
 RELABEL = '"server_id", "$1", "instance_id", "(.*)")'
 JOIN = "* on (server_id) group_left (server_name, availability_zone)"
 # An ECS that Cloud Eye reports in the same project but that is no CPH server.
@@ -90,11 +91,11 @@ def substitute(query: str, values: dict[str, str]) -> str:
     return re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", value, query)
 
 
-def readme_join() -> str:
-    """The PromQL block of the README's "Cloud Eye side by side" section."""
-    text = README.read_text(encoding="utf-8")
+def documented_join() -> str:
+    """The PromQL block of docs/dashboards.md's "Cloud Eye side by side" section."""
+    text = DASHBOARDS_DOC.read_text(encoding="utf-8")
     section = text.split("## Cloud Eye side by side", 1)
-    assert len(section) == 2, "README.md lacks the 'Cloud Eye side by side' section"
+    assert len(section) == 2, "docs/dashboards.md lacks the 'Cloud Eye side by side' section"
     match = re.search(r"```promql\n(.*?)```", section[1].split("\n## ", 1)[0], re.S)
     assert match, "the Cloud Eye section shows no ```promql block"
     return match.group(1).strip()
@@ -131,9 +132,9 @@ def test_cloud_eye_queries_use_documented_metrics_and_the_join() -> None:
             # every Cloud Eye series is relabelled and joined before it is shown
             assert f"label_replace({metric}, {RELABEL}" in query, query
         assert JOIN in query and "cph_server_info" in query, query
-    readme = readme_join()
-    assert f"label_replace(huaweicloud_sys_ecp_cpu_util, {RELABEL}" in readme
-    assert JOIN in readme
+    documented = documented_join()
+    assert f"label_replace(huaweicloud_sys_ecp_cpu_util, {RELABEL}" in documented
+    assert JOIN in documented
 
 
 def promtool_case(expr: str, labels: dict[str, str], value: float) -> dict[str, Any]:
@@ -147,7 +148,7 @@ def promtool_case(expr: str, labels: dict[str, str], value: float) -> dict[str, 
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool not found: install Debian's 'prometheus'")
 def test_join_names_the_server_promtool(tmp_path: Path) -> None:
-    """promtool evaluates the README's join and the dashboard's table on synthetic series."""
+    """promtool evaluates the documented join and the dashboard's table on synthetic series."""
     cloudeye = {"job": "cloudeye", "instance": "cloudeye:8087", "unit": "%"}
     server = {"server_id": "srv-a", "server_name": "phone-host-1", "availability_zone": "az-1a"}
     info = server | {"network_version": "v2", "server_model_name": "physical.rx1.xlarge"}
@@ -170,7 +171,7 @@ def test_join_names_the_server_promtool(tmp_path: Path) -> None:
                 "interval": "1m",
                 "input_series": [{"series": s, "values": v} for s, v in series],
                 "promql_expr_test": [
-                    promtool_case(readme_join(), joined, 42),
+                    promtool_case(documented_join(), joined, 42),
                     promtool_case(
                         substitute(table, {"az": ".*"}), joined | {"state": "normal"}, 42
                     ),

@@ -7,12 +7,14 @@ the Dockerfile passes hadolint, and the dashboards are importable Grafana JSON.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import json
 import re
 import shlex
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -21,6 +23,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "deploy" / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
+LOCAL_PROMETHEUS = REPO / "prometheus" / "prometheus.local.yml"
+# The compose stack's config and the one for Prometheus on the host.
+PROMETHEUS_CONFIGS = [REPO / "prometheus" / "prometheus.yml", LOCAL_PROMETHEUS]
 DASHBOARDS = sorted((REPO / "grafana" / "dashboards").glob("*.json"))
 EXPORTER_PORT = 9852
 # Variables Grafana itself defines.
@@ -99,6 +104,16 @@ def test_compose_runs_the_simulator_by_default_and_bakes_no_secret() -> None:
     for var in ("HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK", "HUAWEICLOUD_SDK_PROJECT_ID"):
         assert var in env, f"{var} is not passed through"
     assert all("=" not in item for item in env), "credentials must come from the host env"
+
+
+def test_compose_runs_the_exporter_without_privileges_on_a_read_only_root() -> None:
+    exporter = compose()["services"]["cph-exporter"]
+    assert exporter.get("read_only") is True
+    assert [c.upper() for c in exporter.get("cap_drop", [])] == ["ALL"]
+    assert not exporter.get("cap_add"), "no capability comes back"
+    assert "no-new-privileges:true" in exporter.get("security_opt", [])
+    assert not exporter.get("privileged")
+    assert "user" not in exporter or exporter["user"].split(":")[0] not in ("root", "0")
 
 
 def test_prometheus_in_compose_loads_the_rules_and_scrapes_the_stack() -> None:
@@ -231,6 +246,35 @@ def test_dockerfile_follows_the_issue() -> None:
             assert not secret.search(arg), f"{op} {arg}"
 
 
+def test_image_labels_name_the_source_and_the_release() -> None:
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is Python 3.11+")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    instructions = dockerfile_instructions()
+    runtime = instructions[max(i for i, (op, _) in enumerate(instructions) if op == "FROM") :]
+    labels = dict(
+        item.split("=", 1) for op, arg in runtime if op == "LABEL" for item in shlex.split(arg)
+    )
+    assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
+    assert labels["org.opencontainers.image.source"] == project["urls"]["Source"]
+    # The version label is a build argument whose default is pyproject's version.
+    assert labels["org.opencontainers.image.version"] == "${VERSION}"
+    args = dict(a.split("=", 1) for op, a in runtime if op == "ARG" and "=" in a)
+    assert args["VERSION"] == project["version"]
+
+
+def test_the_build_stage_copies_what_pyproject_names() -> None:
+    """The readme and the license files, which setuptools refuses to build without."""
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is Python 3.11+")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    copied = {
+        source
+        for op, arg in dockerfile_instructions()
+        if op == "COPY" and not arg.startswith("--from")
+        for source in arg.split()[:-1]
+    }
+    assert {project["readme"], *project["license-files"]} <= copied
+
+
 def test_dockerfile_copies_only_files_that_exist_and_are_not_dockerignored() -> None:
     patterns = [
         p.strip()
@@ -248,12 +292,42 @@ def test_dockerfile_copies_only_files_that_exist_and_are_not_dockerignored() -> 
             assert not fnmatch.fnmatch(source, pattern.removeprefix("**/")), (source, pattern)
 
 
-def test_promtool_check_config() -> None:
+def static_targets(config: dict) -> list[str]:
+    """Every static target of a Prometheus config: scrape jobs and Alertmanagers."""
+    jobs = config["scrape_configs"] + config["alerting"]["alertmanagers"]
+    return [t for job in jobs for sc in job.get("static_configs", []) for t in sc["targets"]]
+
+
+def with_targets(config: dict, change: Callable[[str], str]) -> dict:
+    """A copy of a Prometheus config with every static target (scrapes, Alertmanagers) changed."""
+    config = copy.deepcopy(config)
+    for job in config["scrape_configs"] + config["alerting"]["alertmanagers"]:
+        for static in job.get("static_configs", []):
+            static["targets"] = [change(target) for target in static["targets"]]
+    return config
+
+
+def test_local_prometheus_config_is_the_compose_one_on_localhost() -> None:
+    compose_config = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
+    local_config = yaml.safe_load(LOCAL_PROMETHEUS.read_text())
+    hosts = {target.rsplit(":", 1)[0] for target in static_targets(local_config)}
+    assert hosts == {"127.0.0.1", "localhost"}, "a local run resolves no compose service name"
+    # Everything else (intervals, timeouts, rules, jobs) as in compose: only the hosts differ.
+    on_host = {
+        f"cph-exporter:{EXPORTER_PORT}": f"127.0.0.1:{EXPORTER_PORT}",
+        "alertmanager:9093": "localhost:9093",
+        "localhost:9090": "localhost:9090",
+    }
+    assert local_config == with_targets(compose_config, on_host.__getitem__)
+
+
+@pytest.mark.parametrize("config", PROMETHEUS_CONFIGS, ids=lambda p: p.name)
+def test_promtool_check_config(config: Path) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not found: install Debian's 'prometheus' package")
     result = subprocess.run(
-        [promtool, "check", "config", "prometheus/prometheus.yml"],
+        [promtool, "check", "config", str(config.relative_to(REPO))],
         capture_output=True,
         text=True,
         timeout=60,

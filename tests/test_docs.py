@@ -1,4 +1,4 @@
-"""The README's metrics table and the exporter's exposition must say the same thing."""
+"""The metrics table (docs/metrics.md) and the exporter's exposition must say the same thing."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ from cph_exporter.metrics.common import IDENTITY
 from cph_exporter.simulator import CphSimulator
 from tests.helpers.scrape import ExporterFactory, scrape
 
-README = Path(__file__).parent.parent / "README.md"
+METRICS_DOC = Path(__file__).parent.parent / "docs" / "metrics.md"
 _ROW = re.compile(r"^\| `(cph_[a-z_]+)` \| (\w+) \|[^|]*\|([^|]*)\|[^|]+\|$")
 _HISTOGRAM_LABELS = {"le"}
 
 
 def documented() -> dict[str, tuple[str, set[str]]]:
-    """metric -> (type, labels) from the README's metrics table."""
+    """metric -> (type, labels) from the metrics table of docs/metrics.md."""
     rows: dict[str, tuple[str, set[str]]] = {}
-    for line in README.read_text(encoding="utf-8").splitlines():
+    for line in METRICS_DOC.read_text(encoding="utf-8").splitlines():
         match = _ROW.match(line)
         if not match:
             continue
@@ -43,13 +43,13 @@ def exposed(text: str) -> dict[str, tuple[str, set[str]]]:
     return families
 
 
-def test_readme_table_matches_the_exposition(
+def test_metrics_table_matches_the_exposition(
     simulator: CphSimulator, make_exporter: ExporterFactory
 ) -> None:
     simulator.faults.broken_details = {}
     text = scrape(make_exporter(simulator, phone_details=True))
     docs = documented()
-    assert len(docs) >= 18, "the metrics table was not found in README.md"
+    assert len(docs) >= 18, "the metrics table was not found in docs/metrics.md"
     real = {name: v for name, v in exposed(text).items() if name.startswith("cph_")}
     assert sorted(real) == sorted(docs)
     for name, (kind, labels) in docs.items():

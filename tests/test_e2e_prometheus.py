@@ -32,7 +32,7 @@ from tests.test_rules import (
     CONTRACT,
     HISTOGRAMS,
     dashboard_queries,
-    readme_metrics,
+    documented_metrics,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -374,7 +374,7 @@ def test_no_exporter_health_alert_fires(prometheus: str, settled: list[dict]) ->
 def test_exporter_exposes_every_contract_metric(exporter: str) -> None:
     text = requests.get(f"{exporter}/metrics", timeout=10).text
     exposed = {line.split("{")[0].split()[0] for line in text.splitlines() if line[:1].isalpha()}
-    contract = readme_metrics() or CONTRACT
+    contract = documented_metrics() or CONTRACT
     missing = {m for m in contract if m not in exposed and f"{m}_bucket" not in exposed}
     assert not missing
     assert {f"{h}_bucket" for h in HISTOGRAMS} <= exposed
