@@ -13,14 +13,12 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path, PurePosixPath
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -418,14 +416,6 @@ def test_dashboards_configmap_holds_every_dashboard_for_the_sidecar() -> None:
     assert len(json.dumps(configmap)) < LAST_APPLIED_LIMIT, "too big for kubectl apply"
 
 
-def generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("k8s_generate", K8S / "generate.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_generated_files_are_up_to_date() -> None:
     result = subprocess.run(
         [sys.executable, str(K8S / "generate.py"), "--check"],
@@ -434,27 +424,3 @@ def test_generated_files_are_up_to_date() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-
-
-def test_generator_notices_a_changed_alert(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """--check fails once alerts.yml changes, and a run brings the files back in line."""
-    module = generator()
-    alerts = yaml.safe_load(ALERTS.read_text())
-    alerts["groups"][0]["rules"][0]["for"] = "7m"
-    changed = tmp_path / "alerts.yml"
-    changed.write_text(yaml.safe_dump(alerts))
-    copies = {}
-    for attr in ("PROMETHEUS_RULE", "DASHBOARDS_CONFIGMAP"):
-        copies[attr] = tmp_path / getattr(module, attr).name
-        shutil.copy(getattr(module, attr), copies[attr])
-        monkeypatch.setattr(module, attr, copies[attr])
-    monkeypatch.setattr(module, "ALERTS", changed)
-    monkeypatch.setattr(module, "REPO", tmp_path)
-    assert module.main(["--check"]) == 1
-    assert "prometheusrule.yaml" in capsys.readouterr().err
-    assert module.main([]) == 0
-    assert module.main(["--check"]) == 0
-    written = yaml.safe_load(copies["PROMETHEUS_RULE"].read_text())
-    assert written["spec"]["groups"][0]["rules"][0]["for"] == "7m"
