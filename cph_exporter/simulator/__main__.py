@@ -38,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--throttle-every", type=int, default=0, metavar="K")
     parser.add_argument("--retry-after", default=None, metavar="VALUE")
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help='accept POST /_control/servers/{id} {"status": N} and POST /_control/faults '
+        "from loopback clients, to change the fleet while it runs",
+    )
     return parser
 
 
@@ -61,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         host,
         port,
         phones=phones if args.phones else None,
+        control=args.control,
     ) as sim:
         # Fixed simulator credentials, not secrets: printing them is the point.
         print(sim.url, flush=True)
