@@ -424,3 +424,83 @@ def test_generated_files_are_up_to_date() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+SHARDED = K8S / "sharded"
+
+
+def statefulset() -> dict[str, Any]:
+    (resource,) = load(SHARDED / "statefulset.yaml")
+    return dict(resource)
+
+
+def test_sharded_variant_replaces_the_deployment_with_a_statefulset() -> None:
+    variant = yaml.safe_load((SHARDED / "kustomization.yaml").read_text())
+    assert variant["resources"][0] == ".."
+    for name in variant["resources"][1:]:
+        assert (SHARDED / name).is_file(), name
+    (patch,) = variant["patches"]
+    deleted = yaml.safe_load(patch["patch"])
+    assert deleted["$patch"] == "delete"
+    base = one("Deployment")
+    assert (deleted["kind"], deleted["metadata"]["name"]) == (
+        "Deployment",
+        base["metadata"]["name"],
+    )
+    sts = statefulset()
+    assert sts["spec"]["serviceName"] == one("Service")["metadata"]["name"]
+    # The same pod as the base but for the shard flag and the pod name it reads.
+    pod, base_pod = copy.deepcopy(sts["spec"]["template"]), copy.deepcopy(base["spec"]["template"])
+    (main,), (base_main,) = pod["spec"]["containers"], base_pod["spec"]["containers"]
+    assert [a for a in main.pop("args") if not a.startswith("--shard=")] == base_main.pop("args")
+    assert [e for e in main.pop("env") if e["name"] != "POD_NAME"] == base_main.pop("env")
+    assert pod == base_pod
+    assert sts["spec"]["selector"] == base["spec"]["selector"]
+
+
+def test_each_shard_takes_its_index_from_its_ordinal() -> None:
+    """Every pod name the StatefulSet makes, expanded as Kubernetes does and parsed by the
+    exporter's own flag parsing, gives a different shard; together, all of them."""
+    from cph_exporter.cli import build_parser, config_from_args
+    from cph_exporter.shard import Shard
+
+    sts = statefulset()
+    replicas = sts["spec"]["replicas"]
+    (main,) = sts["spec"]["template"]["spec"]["containers"]
+    (flag,) = [a for a in main["args"] if a.startswith("--shard=")]
+    (pod_name,) = [e for e in main["env"] if e["name"] == "POD_NAME"]
+    assert pod_name["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    shards = []
+    for ordinal in range(replicas):
+        expanded = flag.replace("$(POD_NAME)", f"{sts['metadata']['name']}-{ordinal}")
+        config = config_from_args(build_parser().parse_args(["--simulate", expanded]), {})
+        shards.append(config.shard)
+    assert shards == [Shard(i, replicas) for i in range(replicas)]
+
+
+@pytest.mark.parametrize("version", [OLDEST_KUBERNETES, "latest"])
+def test_statefulset_validates_against_the_kubernetes_schemas(version: str) -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    if version == "latest":
+        version = kubernetes_validate.latest_version()
+    kubernetes_validate.validate(statefulset(), version, strict=True)
+
+
+def test_network_policy_admits_only_the_prometheus_namespace_to_the_metrics_port() -> None:
+    policy = one("NetworkPolicy")
+    pod_labels = one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    spec = policy["spec"]
+    assert spec["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert spec["policyTypes"] == ["Ingress"]  # egress to the CPH API stays open
+    (rule,) = spec["ingress"]
+    (source,) = rule["from"]
+    assert set(source) == {"namespaceSelector"}  # no podSelector/ipBlock widening it
+    assert source["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "monitoring"
+    }
+    assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+
+
+def test_dashboards_configmap_names_its_grafana_folder() -> None:
+    configmap = one("ConfigMap", name="cph-exporter-dashboards")
+    assert configmap["metadata"]["annotations"] == {"grafana_folder": "CPH"}
