@@ -145,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="0/1",
         metavar="INDEX/COUNT",
         help="export only the servers whose server_id hashes to shard INDEX of COUNT, e.g. 0/3 "
-        "on the first of three replicas (default 0/1: all)",
+        "on the first of three replicas; INDEX may be a StatefulSet pod name, whose ordinal is "
+        "used (cph-exporter-2/3 is 2/3) (default 0/1: all)",
     )
     add(
         "--cph.request-timeout",

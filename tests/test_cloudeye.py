@@ -158,8 +158,14 @@ def test_join_names_the_server_promtool(tmp_path: Path) -> None:
         # Two exporter replicas report the same server: the join must not be many-to-many.
         (f'cph_server_info{{{labels(info)},job="cph",instance="exporter-1:9852"}}', "1x4"),
         (f'cph_server_info{{{labels(info)},job="cph",instance="exporter-2:9852"}}', "1x4"),
-        (f'cph_server_state{{{labels(server)},state="normal",job="cph"}}', "1x4"),
-        (f'cph_server_state{{{labels(server)},state="abnormal",job="cph"}}', "0x4"),
+        (
+            f'cph_server_state{{{labels(server)},state="normal",job="cph",instance="exporter-1:9852"}}',
+            "1x4",
+        ),
+        (
+            f'cph_server_state{{{labels(server)},state="abnormal",job="cph",instance="exporter-1:9852"}}',
+            "0x4",
+        ),
     ]
     (table,) = [q for q in cloud_eye_queries() if "cpu_util" in q and "group_left (state)" in q]
     joined = cloudeye | server | {"instance_id": "srv-a"}
@@ -173,7 +179,9 @@ def test_join_names_the_server_promtool(tmp_path: Path) -> None:
                 "promql_expr_test": [
                     promtool_case(documented_join(), joined, 42),
                     promtool_case(
-                        substitute(table, {"az": ".*"}), joined | {"state": "normal"}, 42
+                        substitute(table, GRAFANA_VARS | {"az": ".*"}),
+                        joined | {"state": "normal"},
+                        42,
                     ),
                 ],
             }

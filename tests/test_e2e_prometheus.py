@@ -75,7 +75,9 @@ PHONE_STATES = {0: "creating", 1: "creating", 2: "running", 3: "resetting", 4: "
 PHONE_STATES |= {6: "frozen", 7: "stopping", 8: "stopped", -5: "reset_failed"}
 PHONE_STATES |= {-6: "restart_failed", -7: "abnormal", -8: "create_failed", -9: "stop_failed"}
 PHONE_STATE_NAMES = {*PHONE_STATES.values(), "unknown"}
-GRAFANA_VARS = {"__rate_interval": "1m", "__interval": "15s", "__range": "5m"}
+GRAFANA_VARS = {"__rate_interval": "1m", "__interval": "15s", "__range": "5m", "__range_s": "300"}
+# The dashboards' target and project variables, set to "All".
+GRAFANA_VARS |= {"job": ".*", "instance": ".*", "region": ".*", "project_id": ".*"}
 
 T = TypeVar("T")
 
@@ -406,15 +408,27 @@ CLOUD_EYE_SKIP = (
 )
 
 
+def boards() -> list[tuple[str, dict[str, Any]]]:
+    """The committed dashboards, and the mixin's for a config with a job selector (the
+    Prometheus here scrapes the exporter as job "cph")."""
+    from cph_exporter.mixin import load_config, outputs
+
+    out = [(path.stem, json.loads(path.read_text())) for path in DASHBOARDS]
+    job_config = outputs(load_config(REPO / "tests" / "fixtures" / "mixin-job.yml"))
+    for name, text in sorted(job_config.items()):
+        if name.endswith(".json"):
+            out.append((f"job-config-{Path(name).stem}", json.loads(text)))
+    return out
+
+
 def dashboard_cases() -> list[Any]:
     cases = []
-    for path in DASHBOARDS:
-        board = json.loads(path.read_text())
+    for stem, board in boards():
         for i, query in enumerate(dashboard_queries(board)):
             # Cloud Eye panels need cloudeye-exporter's series, which this stack lacks.
             skip = CLOUD_EYE_METRIC.search(query)
             marks = [pytest.mark.skip(reason=CLOUD_EYE_SKIP)] if skip else []
-            cases.append(pytest.param(query, id=f"{path.stem}-{i}", marks=marks))
+            cases.append(pytest.param(query, id=f"{stem}-{i}", marks=marks))
     return cases
 
 

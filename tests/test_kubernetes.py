@@ -13,14 +13,12 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path, PurePosixPath
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -418,14 +416,6 @@ def test_dashboards_configmap_holds_every_dashboard_for_the_sidecar() -> None:
     assert len(json.dumps(configmap)) < LAST_APPLIED_LIMIT, "too big for kubectl apply"
 
 
-def generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("k8s_generate", K8S / "generate.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_generated_files_are_up_to_date() -> None:
     result = subprocess.run(
         [sys.executable, str(K8S / "generate.py"), "--check"],
@@ -436,25 +426,82 @@ def test_generated_files_are_up_to_date() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_generator_notices_a_changed_alert(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """--check fails once alerts.yml changes, and a run brings the files back in line."""
-    module = generator()
-    alerts = yaml.safe_load(ALERTS.read_text())
-    alerts["groups"][0]["rules"][0]["for"] = "7m"
-    changed = tmp_path / "alerts.yml"
-    changed.write_text(yaml.safe_dump(alerts))
-    copies = {}
-    for attr in ("PROMETHEUS_RULE", "DASHBOARDS_CONFIGMAP"):
-        copies[attr] = tmp_path / getattr(module, attr).name
-        shutil.copy(getattr(module, attr), copies[attr])
-        monkeypatch.setattr(module, attr, copies[attr])
-    monkeypatch.setattr(module, "ALERTS", changed)
-    monkeypatch.setattr(module, "REPO", tmp_path)
-    assert module.main(["--check"]) == 1
-    assert "prometheusrule.yaml" in capsys.readouterr().err
-    assert module.main([]) == 0
-    assert module.main(["--check"]) == 0
-    written = yaml.safe_load(copies["PROMETHEUS_RULE"].read_text())
-    assert written["spec"]["groups"][0]["rules"][0]["for"] == "7m"
+SHARDED = K8S / "sharded"
+
+
+def statefulset() -> dict[str, Any]:
+    (resource,) = load(SHARDED / "statefulset.yaml")
+    return dict(resource)
+
+
+def test_sharded_variant_replaces_the_deployment_with_a_statefulset() -> None:
+    variant = yaml.safe_load((SHARDED / "kustomization.yaml").read_text())
+    assert variant["resources"][0] == ".."
+    for name in variant["resources"][1:]:
+        assert (SHARDED / name).is_file(), name
+    (patch,) = variant["patches"]
+    deleted = yaml.safe_load(patch["patch"])
+    assert deleted["$patch"] == "delete"
+    base = one("Deployment")
+    assert (deleted["kind"], deleted["metadata"]["name"]) == (
+        "Deployment",
+        base["metadata"]["name"],
+    )
+    sts = statefulset()
+    assert sts["spec"]["serviceName"] == one("Service")["metadata"]["name"]
+    # The same pod as the base but for the shard flag and the pod name it reads.
+    pod, base_pod = copy.deepcopy(sts["spec"]["template"]), copy.deepcopy(base["spec"]["template"])
+    (main,), (base_main,) = pod["spec"]["containers"], base_pod["spec"]["containers"]
+    assert [a for a in main.pop("args") if not a.startswith("--shard=")] == base_main.pop("args")
+    assert [e for e in main.pop("env") if e["name"] != "POD_NAME"] == base_main.pop("env")
+    assert pod == base_pod
+    assert sts["spec"]["selector"] == base["spec"]["selector"]
+
+
+def test_each_shard_takes_its_index_from_its_ordinal() -> None:
+    """Every pod name the StatefulSet makes, expanded as Kubernetes does and parsed by the
+    exporter's own flag parsing, gives a different shard; together, all of them."""
+    from cph_exporter.refresh.shard import Shard
+
+    from cph_exporter.cli import build_parser, config_from_args
+
+    sts = statefulset()
+    replicas = sts["spec"]["replicas"]
+    (main,) = sts["spec"]["template"]["spec"]["containers"]
+    (flag,) = [a for a in main["args"] if a.startswith("--shard=")]
+    (pod_name,) = [e for e in main["env"] if e["name"] == "POD_NAME"]
+    assert pod_name["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    shards = []
+    for ordinal in range(replicas):
+        expanded = flag.replace("$(POD_NAME)", f"{sts['metadata']['name']}-{ordinal}")
+        config = config_from_args(build_parser().parse_args(["--simulate", expanded]), {})
+        shards.append(config.shard)
+    assert shards == [Shard(i, replicas) for i in range(replicas)]
+
+
+@pytest.mark.parametrize("version", [OLDEST_KUBERNETES, "latest"])
+def test_statefulset_validates_against_the_kubernetes_schemas(version: str) -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    if version == "latest":
+        version = kubernetes_validate.latest_version()
+    kubernetes_validate.validate(statefulset(), version, strict=True)
+
+
+def test_network_policy_admits_only_the_prometheus_namespace_to_the_metrics_port() -> None:
+    policy = one("NetworkPolicy")
+    pod_labels = one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    spec = policy["spec"]
+    assert spec["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert spec["policyTypes"] == ["Ingress"]  # egress to the CPH API stays open
+    (rule,) = spec["ingress"]
+    (source,) = rule["from"]
+    assert set(source) == {"namespaceSelector"}  # no podSelector/ipBlock widening it
+    assert source["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "monitoring"
+    }
+    assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+
+
+def test_dashboards_configmap_names_its_grafana_folder() -> None:
+    configmap = one("ConfigMap", name="cph-exporter-dashboards")
+    assert configmap["metadata"]["annotations"] == {"grafana_folder": "CPH"}

@@ -11,7 +11,9 @@ import re
 import zlib
 from dataclasses import dataclass
 
-_SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+# INDEX is a number or a name ending in -NUMBER: a StatefulSet pod's name (cph-exporter-2),
+# so that `--shard=$(POD_NAME)/3` gives each pod the shard of its ordinal.
+_SHARD = re.compile(r"^\s*(?:[a-z0-9][-a-z0-9.]*-)?(\d+)\s*/\s*(\d+)\s*$")
 MAX_SHARDS = 1024  # far beyond any real fleet; catches typos like 0/30000
 
 
@@ -46,8 +48,10 @@ WHOLE = Shard()  # one replica exports every server
 
 
 def parse_shard(text: str) -> Shard:
-    """ "1/3" -> Shard(1, 3); raises ValueError saying what is wrong."""
+    """ "1/3" or "cph-exporter-1/3" -> Shard(1, 3); raises ValueError saying what is wrong."""
     match = _SHARD.match(text)
     if match is None:
-        raise ValueError(f"expected INDEX/COUNT such as 0/3, not {text!r}")
+        raise ValueError(
+            f"expected INDEX/COUNT such as 0/3 or POD-NAME-ORDINAL/COUNT, not {text!r}"
+        )
     return Shard(int(match[1]), int(match[2]))

@@ -26,6 +26,7 @@ def project_simulator(
     *,
     examples: bool = True,
     phones: bool = True,
+    control: bool = False,
 ) -> CphSimulator:
     """The simulated project of `--simulate` and `python -m cph_exporter.simulator`: the
     documented examples and `count` generated servers with their phones, not yet started."""
@@ -38,6 +39,7 @@ def project_simulator(
         host,
         port,
         phones=seeded if phones else None,
+        control=control,
     )
 
 

@@ -37,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--throttle-every", type=int, default=0, metavar="K")
     parser.add_argument("--retry-after", default=None, metavar="VALUE")
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help='accept POST /_control/servers/{id} {"status": N} and POST /_control/faults '
+        "from loopback clients, to change the fleet while it runs",
+    )
     return parser
 
 
@@ -51,7 +57,14 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     simulator = project_simulator(
-        args.servers, args.seed, faults, host, port, examples=args.examples, phones=args.phones
+        args.servers,
+        args.seed,
+        faults,
+        host,
+        port,
+        examples=args.examples,
+        phones=args.phones,
+        control=args.control,
     )
     with simulator as sim:
         # Fixed simulator credentials, not secrets: printing them is the point.

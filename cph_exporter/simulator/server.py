@@ -4,6 +4,7 @@ gateway does, serves a fleet, and injects faults (latency, throttling, broken an
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import re
 import socket
@@ -43,6 +44,9 @@ FAULT_KINDS = frozenset(
 THROTTLE_MESSAGE = (
     "The throttling threshold has been reached: policy user over ratelimit,limit:200,time:5 minute"
 )
+_CONTROL_SERVER = re.compile(r"/_control/servers/(?P<server>[^/]+)")
+_CONTROL_FAULTS = "/_control/faults"
+_CONTROL_FAULT_KEYS = frozenset({"list_fault", "phone_list_fault", "latency", "throttle_every"})
 _ROUTE = re.compile(r"/v1/(?P<project>[^/]+)/cloud-phone/servers(?:/(?P<server>[^/]+))?/?")
 _PHONES_ROUTE = re.compile(r"/v1/(?P<project>[^/]+)/cloud-phone/phones/?")
 _JSON = "application/json;charset=UTF-8"
@@ -255,8 +259,11 @@ class CphSimulator:
         port: int = 0,
         phones: list[dict[str, Any]] | None = None,
         tls: ssl.SSLContext | None = None,
+        control: bool = False,
     ) -> None:
         self.faults = Faults() if faults is None else faults
+        # POST /_control/...: change the fleet and faults at run time, from loopback only.
+        self.control = control
         self._tls = tls  # a server context: serve HTTPS, as the real endpoint does
         # Temporary keys: AK -> the security token the gateway demands with it (read live).
         self.security_tokens: dict[str, str] = {}
@@ -361,6 +368,55 @@ class CphSimulator:
             self._served = 0
             self._recent.clear()
             self._throttled = 0
+
+    # ---- runtime control (off unless control=True) ----
+
+    def set_server_status(self, server_id: str, status: int) -> dict[str, Any] | None:
+        """Give one server a new status (and update_time); None if there is no such server."""
+        with self._lock:
+            fleet = self._fleet
+            server = fleet.by_id.get(server_id)
+            if server is None:
+                return None
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            changed = server | {"status": status, "update_time": now}
+            servers = [changed if s is server else s for s in fleet.newest_first]
+            self._fleet = _Fleet.of(servers)
+        return changed
+
+    def _control_request(self, method: str, path: str, body: bytes, client: str) -> _Response:
+        if not self.control:
+            return _error(404, "APIGW.0101", "The API does not exist or has not been published")
+        if not _loopback(client):
+            return _error(403, "SIM.0403", "simulator control is for loopback clients only")
+        if method != "POST":
+            return _error(405, "SIM.0405", "use POST")
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError:
+            return _error(400, "SIM.0400", "the body must be JSON")
+        if not isinstance(payload, dict):
+            return _error(400, "SIM.0400", "the body must be a JSON object")
+        route = _CONTROL_SERVER.fullmatch(path)
+        if route is not None:
+            status = payload.get("status")
+            if set(payload) != {"status"} or not isinstance(status, int):
+                return _error(400, "SIM.0400", 'expected {"status": CODE}')
+            changed = self.set_server_status(unquote(route["server"]), status)
+            if changed is None:
+                return _error(404, "SIM.0404", "no such server")
+            return _json(200, {"server_id": changed["server_id"], "status": status})
+        if path == _CONTROL_FAULTS:
+            unknown = set(payload) - _CONTROL_FAULT_KEYS
+            if unknown:
+                return _error(400, "SIM.0400", f"unknown fault settings {sorted(unknown)}")
+            try:
+                for name, value in payload.items():
+                    setattr(self.faults, name, value)
+            except (TypeError, ValueError) as exc:
+                return _error(400, "SIM.0400", str(exc))
+            return _json(200, {name: getattr(self.faults, name) for name in _CONTROL_FAULT_KEYS})
+        return _error(404, "SIM.0404", "no such control")
 
     # ---- request handling ----
 
@@ -511,6 +567,15 @@ class CphSimulator:
         return not_found if detail is None else _json(200, detail)
 
 
+def _loopback(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
 def _int_or(text: str, default: int) -> int:
     try:
         return int(text)
@@ -586,7 +651,12 @@ class _Handler(BaseHTTPRequestHandler):
             length = 0
         body = self.rfile.read(length) if length > 0 else b""
         headers = dict(self.headers.items())
-        response = self.server.simulator._respond(self.command, self.path, headers, body)
+        simulator = self.server.simulator
+        if self.path.startswith("/_control/"):
+            client = str(self.client_address[0])
+            response = simulator._control_request(self.command, self.path, body, client)
+        else:
+            response = simulator._respond(self.command, self.path, headers, body)
         if response is _RESET:
             # Linger 0: closing sends RST at once, and the client sees a reset connection.
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -50,13 +50,24 @@ def cph_up(text: str) -> float:
 
 
 @pytest.mark.parametrize(
-    ("text", "shard"), [("0/1", Shard(0, 1)), ("2/3", Shard(2, 3)), (" 0 / 16 ", Shard(0, 16))]
+    ("text", "shard"),
+    [
+        ("0/1", Shard(0, 1)),
+        ("2/3", Shard(2, 3)),
+        (" 0 / 16 ", Shard(0, 16)),
+        # a StatefulSet pod's name: its ordinal is the index
+        ("cph-exporter-2/3", Shard(2, 3)),
+        ("cph-exporter-shard-0/4", Shard(0, 4)),
+    ],
 )
 def test_parse(text: str, shard: Shard) -> None:
     assert parse_shard(text) == shard
 
 
-@pytest.mark.parametrize("text", ["3/3", "-1/3", "0/0", "1", "a/b", "1/2/3", "", "0/5000"])
+@pytest.mark.parametrize(
+    "text",
+    ["3/3", "-1/3", "0/0", "1", "a/b", "1/2/3", "", "0/5000", "cph-exporter-3/3", "pod/3"],
+)
 def test_bad_shards_are_one_clear_config_error(text: str) -> None:
     argv = ["--simulate", f"--shard={text}"]
     with pytest.raises(ConfigError, match=r"^--shard: (expected INDEX/COUNT|INDEX|COUNT)"):

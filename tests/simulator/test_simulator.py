@@ -745,3 +745,52 @@ def test_phones_are_listed_by_page_and_by_server(api: requests.Session) -> None:
         assert api.get(url, timeout=10).status_code == 503
         with pytest.raises(ValueError):
             sim.faults.phone_list_fault = "nonsense"
+
+
+def test_runtime_control_is_off_unless_enabled(sim: CphSimulator) -> None:
+    server_id = FLEET[0]["server_id"]
+    response = requests.post(f"{sim.url}/_control/servers/{server_id}", json={"status": 2})
+    assert response.status_code == 404
+    assert sim.set_server_status(server_id, 5) is not None  # the Python API is always there
+
+
+def test_runtime_control_changes_a_servers_status(api: requests.Session) -> None:
+    server_id = FLEET[0]["server_id"]
+    with CphSimulator(FLEET, {AK: SK}, PROJECT, control=True) as sim:
+        before = detail(api, sim, server_id).json()
+        response = requests.post(
+            f"{sim.url}/_control/servers/{server_id}", json={"status": 2}, timeout=10
+        )
+        assert response.status_code == 200, response.text
+        assert response.json() == {"server_id": server_id, "status": 2}
+        after = detail(api, sim, server_id).json()
+        assert after["status"] == 2 and after["update_time"] != before["update_time"]
+        entries = []
+        for offset in range(0, len(FLEET), 100):
+            page = api.get(servers_url(sim), params={"offset": offset}, timeout=10).json()
+            entries += [s for s in page["servers"] if s["server_id"] == server_id]
+        assert [e["status"] for e in entries] == [2]
+        # unknown server, bad body, wrong method
+        missing = requests.post(f"{sim.url}/_control/servers/nope", json={"status": 2})
+        assert missing.status_code == 404
+        bad = requests.post(f"{sim.url}/_control/servers/{server_id}", json={"status": "x"})
+        assert bad.status_code == 400
+        assert requests.get(f"{sim.url}/_control/servers/{server_id}").status_code == 405
+
+
+def test_runtime_control_sets_faults_and_refuses_others() -> None:
+    with CphSimulator(FLEET, {AK: SK}, PROJECT, control=True) as sim:
+        response = requests.post(
+            f"{sim.url}/_control/faults", json={"list_fault": "html_503"}, timeout=10
+        )
+        assert response.status_code == 200 and sim.faults.list_fault == "html_503"
+        unknown = requests.post(f"{sim.url}/_control/faults", json={"list_hook": 1})
+        assert unknown.status_code == 400
+        bad_kind = requests.post(f"{sim.url}/_control/faults", json={"list_fault": "boom"})
+        assert bad_kind.status_code == 400
+        assert requests.post(f"{sim.url}/_control/faults", json={"list_fault": None}).ok
+        assert sim.faults.list_fault is None
+        # Only loopback clients may steer it (this process only reaches it over loopback).
+        refused = sim._control_request("POST", "/_control/faults", b"{}", "192.0.2.7")
+        assert refused.status == 403
+        assert sim._control_request("POST", "/_control/faults", b"{}", "::1").status == 200
