@@ -1,0 +1,58 @@
+"""What a new user meets in the first minutes: any client decodes the output, and the
+command line, the start-up log and the configuration check say what they mean."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import zlib
+
+import pytest
+import requests
+
+from cph_exporter.simulator import CphSimulator
+from tests.conftest import ExporterFactory
+
+CURL = shutil.which("curl")
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+
+
+@pytest.mark.skipif(CURL is None, reason="curl not installed (Debian's curl package)")
+@pytest.mark.parametrize("accept", ["text/plain", OPENMETRICS])
+def test_gzip_answer_is_one_member_that_curl_decodes_whole(
+    simulator: CphSimulator, make_exporter: ExporterFactory, accept: str
+) -> None:
+    # A long TTL: every request below is served from the same snapshot.
+    exporter = make_exporter(simulator, cache_ttl=3600.0, cache_max_stale=3600.0)
+    url = exporter.url + "/metrics"
+    plain = requests.get(url, headers={"Accept": accept}, timeout=30)
+    raw = requests.get(
+        url, headers={"Accept": accept, "Accept-Encoding": "gzip"}, timeout=30, stream=True
+    )
+    assert raw.headers["Content-Encoding"] == "gzip"
+    data = raw.raw.read(decode_content=False)
+
+    member = zlib.decompressobj(wbits=31)  # reads exactly one gzip member
+    decoded = member.decompress(data) + member.flush()
+    assert member.eof and member.unused_data == b""
+    live = b"cph_exporter_"
+    # The live part's values may move between two scrapes: compare up to it, then its names.
+    cut = plain.content.index(live)
+    assert decoded[:cut] == plain.content[:cut]
+    assert _names(decoded) == _names(plain.content)
+    if accept == OPENMETRICS:
+        assert decoded.endswith(b"# EOF\n")
+
+    curl = subprocess.run(
+        [str(CURL), "--silent", "--show-error", "--compressed", "-H", f"Accept: {accept}", url],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    assert _names(curl.stdout) == _names(plain.content)
+    assert curl.stdout[:cut] == plain.content[:cut]
+
+
+def _names(text: bytes) -> list[bytes]:
+    """Each sample's name and labels, in order: what must survive any decoder."""
+    return [line.rpartition(b" ")[0] for line in text.splitlines() if not line.startswith(b"#")]
