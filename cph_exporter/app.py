@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.registry import Collector
 
 from cph_exporter import __version__, logsetup
@@ -105,6 +105,11 @@ class Exporter:
         self.registry.register(
             ExporterCollector(self.targets.current, config.cache_ttl, __version__)
         )
+        # The standard process_* and python_* families, as every client_python exporter has them:
+        # the custom registry does not get them by default.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         web_config = (
             ReloadingWebConfig(config.web_config_file, load_web_config_file)
             if config.web_config_file

@@ -3,15 +3,17 @@ command line, the start-up log and the configuration check say what they mean.""
 
 from __future__ import annotations
 
+import platform
 import shutil
 import subprocess
 import zlib
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from cph_exporter.simulator import CphSimulator
-from tests.conftest import ExporterFactory
+from tests.conftest import ExporterFactory, scrape
 
 CURL = shutil.which("curl")
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
@@ -56,3 +58,20 @@ def test_gzip_answer_is_one_member_that_curl_decodes_whole(
 def _names(text: bytes) -> list[bytes]:
     """Each sample's name and labels, in order: what must survive any decoder."""
     return [line.rpartition(b" ")[0] for line in text.splitlines() if not line.startswith(b"#")]
+
+
+def test_process_and_python_families_are_served(
+    simulator: CphSimulator, make_exporter: ExporterFactory
+) -> None:
+    exporter = make_exporter(simulator)
+    families = {f.name: f for f in text_string_to_metric_families(scrape(exporter))}
+    rss = families["process_resident_memory_bytes"].samples[0].value
+    assert rss > 1024 * 1024  # a Python process holds more than a MiB
+    assert families["process_open_fds"].samples[0].value >= 3
+    (python,) = families["python_info"].samples
+    assert python.labels["version"] == platform.python_version()
+    assert {s.labels["generation"] for s in families["python_gc_collections"].samples} == {
+        "0",
+        "1",
+        "2",
+    }
