@@ -12,6 +12,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from cph_exporter.settings.config import parse_duration
 from cph_exporter.simulator import CphSimulator
 from tests.conftest import ExporterFactory, scrape
 
@@ -75,3 +76,31 @@ def test_process_and_python_families_are_served(
         "1",
         "2",
     }
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        # The examples of the Prometheus docs (configuration, <duration>).
+        ("1d", 86400),
+        ("1h30m", 5400),
+        ("5m", 300),
+        ("10s", 10),
+        ("1w", 7 * 86400),
+        ("1y", 365 * 86400),
+        ("500ms", 0.5),
+        ("12h34m56s", 45296),
+        ("1w2d3h4m5s6ms", 788645.006),
+        ("0", 0),
+        ("90", 90),  # plain seconds keep working
+        ("2.5", 2.5),
+    ],
+)
+def test_durations_take_prometheus_syntax(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["1m1h", "1s1d", "1d1d", "1x", "d", "1 d", "ms5"])
+def test_durations_out_of_order_or_unknown_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration(text)
