@@ -3,15 +3,18 @@ command line, the start-up log and the configuration check say what they mean.""
 
 from __future__ import annotations
 
+import argparse
 import platform
 import shutil
 import subprocess
+import sys
 import zlib
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from cph_exporter.cli import build_parser
 from cph_exporter.settings.config import parse_duration
 from cph_exporter.simulator import CphSimulator
 from tests.conftest import ExporterFactory, scrape
@@ -104,3 +107,78 @@ def test_durations_take_prometheus_syntax(text: str, seconds: float) -> None:
 def test_durations_out_of_order_or_unknown_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(text)
+
+
+def run_cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cph_exporter", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+    )
+
+
+HINT = "run 'cph-exporter --help' for the flags"
+
+
+@pytest.mark.parametrize(
+    ("argv", "first_line"),
+    [
+        (
+            ["--cache.ttl", "abc"],
+            "cph-exporter: --cache.ttl: invalid duration 'abc' "
+            "(use e.g. 30s, 2m, 1h30m, 1d or seconds)",
+        ),
+        (["--web.max-requests", "many"], "cph-exporter: --web.max-requests: invalid int value"),
+        (["--log.level", "loud"], "cph-exporter: --log.level: invalid choice: 'loud'"),
+        (["--cache.ttl"], "cph-exporter: --cache.ttl: expected one argument"),
+        (["--no-such-flag"], "cph-exporter: unrecognized arguments: --no-such-flag"),
+    ],
+)
+def test_a_bad_flag_is_one_line_and_a_hint(argv: list[str], first_line: str) -> None:
+    result = run_cli("--simulate", *argv)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith(first_line)
+    assert lines[1] == HINT
+
+
+def test_help_describes_every_flag_in_groups_and_names_the_credential_sources() -> None:
+    parser = build_parser()
+    groups = {group.title: group for group in parser._action_groups}
+    prefixes = {
+        "web server": ("--web.",),
+        "CPH API and the watched project": ("--cph.", "--shard"),
+        "cache": ("--cache.",),
+        "collectors": ("--collector.", "--no-collector."),
+        "configuration file": ("--config.",),
+        "logging": ("--log.",),
+        "simulator": ("--simulate",),
+    }
+    flags = 0
+    for title, wanted in prefixes.items():
+        for action in groups[title]._group_actions:
+            assert action.help and action.help != argparse.SUPPRESS, action.option_strings
+            assert all(o.startswith(wanted) for o in action.option_strings), (title, action)
+            flags += 1
+    every = [a for a in parser._actions if a.option_strings and a.dest not in ("help", "version")]
+    assert flags == len(every)  # no flag outside the groups
+
+    text = run_cli("--help").stdout
+    assert "--log.level" in text and "least severe" in text
+    sources = ["HUAWEICLOUD_SDK_AK", "~/.huaweicloud/credentials", "--cph.metadata, the ECS"]
+    epilog = text[text.index("credentials, from the first source") :]
+    assert [epilog.index(s) for s in sources] == sorted(epilog.index(s) for s in sources)
+    for variable in (
+        "HUAWEICLOUD_SDK_SK",
+        "HUAWEICLOUD_SDK_SECURITY_TOKEN",
+        "*_FILE",
+        "HUAWEICLOUD_SDK_CREDENTIALS_FILE",
+        "HUAWEICLOUD_SDK_REGION",
+        "HUAWEICLOUD_SDK_PROJECT_ID",
+        "HUAWEICLOUD_SDK_IAM_ENDPOINT",
+    ):
+        assert variable in epilog, variable
