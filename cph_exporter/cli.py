@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from typing import NoReturn
 
 from cph_exporter import __version__, logsetup
 from cph_exporter.refresh.shard import parse_shard
@@ -26,13 +27,45 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+_EPILOG = """\
+credentials, from the first source that has any:
+  1. the environment: HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK, for temporary credentials
+     also HUAWEICLOUD_SDK_SECURITY_TOKEN; each also as *_FILE naming a file with the value
+  2. the SDK profile file ~/.huaweicloud/credentials (or HUAWEICLOUD_SDK_CREDENTIALS_FILE),
+     section [basic], keys ak, sk, security_token
+  3. with --cph.metadata, the ECS metadata service (temporary credentials of an agency)
+  A --config.file target that names its credentials uses only those.
+
+environment:
+  HUAWEICLOUD_SDK_REGION        default of --cph.region
+  HUAWEICLOUD_SDK_PROJECT_ID    default of --cph.project-id (32 hex characters)
+  HUAWEICLOUD_SDK_IAM_ENDPOINT  default of --cph.iam-endpoint
+  HTTPS_PROXY, NO_PROXY         proxy for the API, as requests honours them
+
+Durations take Prometheus's syntax (500ms, 30s, 1h30m, 1d, 1w, 1y) or plain seconds.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """One line per bad flag, not the whole usage block: the problem is what must be seen."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(
+            2,
+            f"{self.prog}: {message.removeprefix('argument ')}\n"
+            f"run '{self.prog} --help' for the flags\n",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="cph-exporter",
         description="Prometheus exporter for Huawei Cloud Cloud Phone Host (CPH) servers.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add = p.add_argument
-    add("--version", action="version", version=f"cph-exporter {__version__}")
+    p.add_argument("--version", action="version", version=f"cph-exporter {__version__}")
+    add = p.add_argument_group("web server").add_argument
     add(
         "--web.listen-address",
         dest="listen_address",
@@ -66,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=40,
         help="concurrent scrapes served before answering 503 (default %(default)s)",
     )
+    cph = p.add_argument_group("CPH API and the watched project")
+    add = cph.add_argument
     add(
         "--cph.region",
         dest="region",
@@ -169,12 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=1000,
         help="hard cap on list pages of 100 servers (default %(default)s)",
     )
+    cache = p.add_argument_group("cache")
+    add = cache.add_argument
     add(
         "--cache.ttl",
         dest="cache_ttl",
         type=_duration,
         default=60.0,
-        help="how long fetched data is served before a refresh: 30s, 2m or seconds (default 60s)",
+        help="how long fetched data is served before a refresh (default 60s)",
     )
     add(
         "--cache.max-stale",
@@ -191,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=600.0,
         help="details of an unchanged server are fetched again after this (default 10m)",
     )
+    add = p.add_argument_group("collectors").add_argument
     add(
         "--collector.phones",
         dest="phones",
@@ -205,13 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also export one state set and one info series per phone (high cardinality)",
     )
-    add(
+    cache.add_argument(
         "--cache.phones-ttl",
         dest="phones_ttl",
         type=_duration,
         default=60.0,
         help="how long the phone list is served before it is listed again (default 60s)",
     )
+    add = p.add_argument_group("configuration file").add_argument
     add(
         "--config.file",
         dest="config_file",
@@ -225,8 +264,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="validate --config.file (and the other settings), then exit",
     )
-    add("--log.level", dest="log_level", choices=logsetup.LEVELS, default="info")
-    add("--log.format", dest="log_format", choices=("logfmt", "json"), default="logfmt")
+    add = p.add_argument_group("logging").add_argument
+    add(
+        "--log.level",
+        dest="log_level",
+        choices=logsetup.LEVELS,
+        default="info",
+        help="least severe messages logged: %(choices)s (default %(default)s)",
+    )
+    add(
+        "--log.format",
+        dest="log_format",
+        choices=("logfmt", "json"),
+        default="logfmt",
+        help="log line format: logfmt or json, one line per message (default %(default)s)",
+    )
+    add = p.add_argument_group("simulator").add_argument
     add(
         "--simulate",
         action="store_true",

@@ -20,7 +20,7 @@ PACKAGE = "cph_exporter"
 # Bottom up: a module may import from its own layer and the ones below it.
 LAYERS = ("credentials", "cph", "refresh", "metrics", "http", "settings")
 # The top: wiring and the command line, above every layer.
-TOP = ("app", "cli", "__main__", "logsetup", "")
+TOP = ("app", "cli", "startup", "__main__", "logsetup", "")
 # Beside the layers: what each may import of the package besides itself.
 ASIDE: Mapping[str, tuple[str, ...]] = {
     "simulator": ("cph.signing",),  # verifies signatures with the signer's own code

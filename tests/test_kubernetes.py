@@ -461,9 +461,8 @@ def test_sharded_variant_replaces_the_deployment_with_a_statefulset() -> None:
 def test_each_shard_takes_its_index_from_its_ordinal() -> None:
     """Every pod name the StatefulSet makes, expanded as Kubernetes does and parsed by the
     exporter's own flag parsing, gives a different shard; together, all of them."""
-    from cph_exporter.refresh.shard import Shard
-
     from cph_exporter.cli import build_parser, config_from_args
+    from cph_exporter.refresh.shard import Shard
 
     sts = statefulset()
     replicas = sts["spec"]["replicas"]

@@ -1,8 +1,8 @@
 """The fleet-scale optimisations change nothing a scraper can see.
 
-Cached per-snapshot bytes, cached gzip (a cached member plus a live one) and incremental
-refreshes must give the same series as a fresh `generate_latest` of the same snapshot, and
-a real Prometheus must ingest every sample of a multi-member gzip answer.
+Cached per-snapshot bytes, cached gzip (the cached deflate of one member, finished by the
+live part) and incremental refreshes must give the same series as a fresh `generate_latest`
+of the same snapshot, and a real Prometheus must ingest every sample of such a gzip answer.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def test_cached_render_is_byte_identical_to_a_fresh_generate_latest(accept: str 
 
 
 @pytest.mark.parametrize("accept", [None, OPENMETRICS])
-def test_gzip_is_the_cached_member_plus_a_live_one(accept: str | None) -> None:
+def test_gzip_is_one_member_of_the_cached_deflate_and_the_live_part(accept: str | None) -> None:
     snapshot = snapshot_of(fleet())
     live = live_registry()
     builds = CountingFleet()
@@ -136,7 +136,7 @@ def test_gzip_is_the_cached_member_plus_a_live_one(accept: str | None) -> None:
     assert second.parts[0] is first.parts[0]  # not compressed again
     assert builds.builds == 1
     joined = b"".join(second.parts)
-    assert len(gzip_members(joined)) == 2
+    assert len(gzip_members(joined)) == 1
     assert gzip.decompress(joined) == plain_render(snapshot, live, accept is not None)
     identity, _ = exposition.render(views(snapshot), accept)
     assert gzip.decompress(joined) == identity
@@ -247,14 +247,14 @@ def test_a_changed_server_alone_is_fetched_again(
     assert volumes == {("grown", 80 * 2**30)}
 
 
-# ---- a real Prometheus decodes the multi-member gzip ----
+# ---- a real Prometheus decodes the spliced gzip member ----
 
 PROMETHEUS = shutil.which("prometheus")
 
 
 @pytest.mark.skipif(PROMETHEUS is None, reason="prometheus not installed")
 @pytest.mark.timeout(120)
-def test_prometheus_ingests_every_sample_of_a_multi_member_gzip_scrape(
+def test_prometheus_ingests_every_sample_of_a_spliced_gzip_scrape(
     make_exporter: ExporterFactory, tmp_path: Path
 ) -> None:
     servers = generate_fleet(150, seed=3)
@@ -269,7 +269,7 @@ def test_prometheus_ingests_every_sample_of_a_multi_member_gzip_scrape(
             stream=True,
         ).raw.read(decode_content=False)
         members = gzip_members(raw)
-        assert len(members) == 2  # the cached fleet member, then the live one
+        assert len(members) == 1  # the cached fleet deflate, finished by the live part
         samples = [s for f in parse_om(b"".join(members).decode()) for s in f.samples]
 
         port = free_port()

@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from cph_exporter.app import Exporter, resolve_targets
+from cph_exporter.app import Exporter
 from cph_exporter.credentials.ledger import SecretLedger
 from cph_exporter.settings.config import Config
 from cph_exporter.settings.config_file import load_config_file
 from cph_exporter.simulator import SIMULATOR_PROJECT_ID, CphSimulator
+from cph_exporter.startup import resolve_targets
 from tests.helpers.fleet import fleet
 from tests.helpers.net import serve
 from tests.helpers.samples import assert_complete, samples

@@ -1,17 +1,23 @@
 """Renders a scrape: the per-server part once per snapshot, the exporter's own part live.
 
 The per-server families change only when a refresh produces a new snapshot, so their
-bytes are rendered once and served to every scrape until then; so is their gzip. A gzip
-stream may consist of several members (RFC 1952, section 2.2) and every HTTP client that
-matters decodes them all, Prometheus's included (Go's gzip.Reader reads multistream by
-default, and Prometheus's scraper reuses one through Reset, which keeps it on). So a gzip
-scrape is the cached member for the snapshot part followed by a fresh member for the small
-live part: nothing large is compressed per scrape.
+bytes are rendered once and served to every scrape until then; so is their compression.
+A gzip answer is ONE gzip member (RFC 1952), because not every client reads more than one
+(curl 7.88 silently stops after the first):
+
+    gzip header | snapshot deflate, ended by a full flush | live deflate, final block | trailer
+
+The snapshot part is raw deflate (no header of its own) that ends with Z_FULL_FLUSH: its
+last block is not final, it ends on a byte boundary and nothing after it refers back into
+it, so another raw deflate stream may follow it as the rest of the same stream. It is
+cached with its CRC-32 and length. Per scrape only the small live part is compressed, and
+the trailer is computed without touching the snapshot bytes: the CRC-32 continues from the
+cached part's (`zlib.crc32(live, crc)`) and ISIZE is the sum of the lengths mod 2**32.
 """
 
 from __future__ import annotations
 
-import gzip
+import struct
 import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -25,10 +31,30 @@ from prometheus_client.registry import Collector
 from cph_exporter.refresh.targets import TargetView
 
 _EOF = b"# EOF\n"
-# The snapshot member is compressed once per snapshot, so it can afford a better ratio; the
-# live member is a few kB compressed on every scrape, so speed matters more there.
+# The snapshot part is compressed once per snapshot, so it can afford a better ratio; the
+# live part is a few kB compressed on every scrape, so speed matters more there.
 SNAPSHOT_GZIP_LEVEL = 6
 LIVE_GZIP_LEVEL = 1
+_RAW_DEFLATE = -15  # wbits: deflate without a zlib or gzip wrapper
+# RFC 1952 header: magic, CM=deflate, no flags, MTIME=0, XFL=0, OS=255 (unknown).
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+
+@dataclass(frozen=True)
+class _Part:
+    """The snapshot part as sent: text, or gzip header plus unfinished deflate."""
+
+    data: bytes
+    crc: int = 0  # CRC-32 of the uncompressed text (gzip only)
+    size: int = 0  # its length in bytes (gzip only)
+
+
+def gzip_tail(live: bytes, crc: int, size: int) -> bytes:
+    """The live text's final deflate blocks and the one trailer of the whole member."""
+    compressor = zlib.compressobj(LIVE_GZIP_LEVEL, zlib.DEFLATED, _RAW_DEFLATE)
+    deflated = compressor.compress(live) + compressor.flush(zlib.Z_FINISH)
+    trailer = struct.pack("<II", zlib.crc32(live, crc), (size + len(live)) & 0xFFFFFFFF)
+    return deflated + trailer
 
 
 @dataclass(frozen=True)
@@ -94,7 +120,7 @@ class Exposition:
         # What Prometheus asks for (OpenMetrics or text, gzip or not), remembered so that a
         # refresh can render its snapshot before the next scrape needs it.
         self._last_request: tuple[str | None, bool] | None = None
-        self._cache: dict[tuple[str, bool], bytes] = {}
+        self._cache: dict[tuple[str, bool], _Part] = {}
 
     def render(self, views: Sequence[TargetView], accept: str | None) -> tuple[bytes, str]:
         """The whole uncompressed exposition and its content type."""
@@ -109,20 +135,20 @@ class Exposition:
     def body(self, views: Sequence[TargetView], accept: str | None, gzip_ok: bool) -> Body:
         self._last_request = (accept, gzip_ok)
         encoder, content_type = choose_encoder(accept or "")
-        cached = self._snapshot_bytes(views, encoder, content_type, gzip_ok)
+        cached = self._snapshot_part(views, encoder, content_type, gzip_ok)
         live = encoder(self._live)
         if gzip_ok:
-            live = gzip.compress(live, compresslevel=LIVE_GZIP_LEVEL, mtime=0)
-            return Body((cached, live), content_type, "gzip")
-        return Body((cached, live), content_type)
+            tail = gzip_tail(live, cached.crc, cached.size)
+            return Body((cached.data, tail), content_type, "gzip")
+        return Body((cached.data, live), content_type)
 
-    def _snapshot_bytes(
+    def _snapshot_part(
         self,
         views: Sequence[TargetView],
         encoder: Callable[[Collector], bytes],
         content_type: str,
         gzip_ok: bool,
-    ) -> bytes:
+    ) -> _Part:
         key = _cache_key(views)
         cached = self._cached(key, (content_type, gzip_ok))
         if cached is not None:
@@ -137,31 +163,39 @@ class Exposition:
 
     def _render(
         self, views: Sequence[TargetView], encoder: Callable[[Collector], bytes], gzip_ok: bool
-    ) -> bytes:
+    ) -> _Part:
         """The snapshot part's families, rendered (and compressed) one family at a time.
 
         At 10,000 servers the text is over 50 MB: built whole, its lines, their join and
         its encoding would all be in memory at once. Family by family, only one family's
         text is, and with gzip (what Prometheus asks for) the whole text never is.
         """
-        # wbits 31: a gzip member, the same format gzip.compress writes.
-        compressor = zlib.compressobj(SNAPSHOT_GZIP_LEVEL, wbits=31) if gzip_ok else None
-        chunks: list[bytes] = []
+        compressor = (
+            zlib.compressobj(SNAPSHOT_GZIP_LEVEL, zlib.DEFLATED, _RAW_DEFLATE) if gzip_ok else None
+        )
+        chunks: list[bytes] = [GZIP_HEADER] if compressor else []
+        crc = size = 0
         for collector in self._snapshot_collectors(views):
             for family in collector.collect():
                 text = encoder(_OneFamily(family))
                 if text.endswith(_EOF):  # OpenMetrics allows one EOF marker, at the very end
                     text = text[: -len(_EOF)]
-                chunks.append(compressor.compress(text) if compressor else text)
-        if compressor is not None:
-            chunks.append(compressor.flush())
-        return b"".join(chunks)
+                if compressor is None:
+                    chunks.append(text)
+                    continue
+                crc, size = zlib.crc32(text, crc), size + len(text)
+                chunks.append(compressor.compress(text))
+        if compressor is None:
+            return _Part(b"".join(chunks))
+        # A full flush, not a finish: no final block, so the live part's deflate follows.
+        chunks.append(compressor.flush(zlib.Z_FULL_FLUSH))
+        return _Part(b"".join(chunks), crc, size & 0xFFFFFFFF)
 
-    def _cached(self, key: _Key, variant: tuple[str, bool]) -> bytes | None:
+    def _cached(self, key: _Key, variant: tuple[str, bool]) -> _Part | None:
         with self._lock:
             return self._cache.get(variant) if key == self._cache_key else None
 
-    def _store(self, key: _Key, variant: tuple[str, bool], data: bytes) -> None:
+    def _store(self, key: _Key, variant: tuple[str, bool], data: _Part) -> None:
         with self._lock:
             if key != self._cache_key:
                 # Newer snapshots only ever replace older ones: drop the old bytes at once.

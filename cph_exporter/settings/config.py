@@ -56,13 +56,24 @@ class Config:
     simulate_seed: int = 0
 
 
-_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)(ms|h|m|s))")
+# Prometheus's duration syntax: units in descending order, each at most once, e.g. 1h30m.
+_DURATION_UNITS = (
+    ("y", 365 * 86400.0),
+    ("w", 7 * 86400.0),
+    ("d", 86400.0),
+    ("h", 3600.0),
+    ("m", 60.0),
+    ("s", 1.0),
+    ("ms", 0.001),
+)
+_DURATION = re.compile("".join(rf"(?:(\d+(?:\.\d+)?){unit})?" for unit, _ in _DURATION_UNITS))
 REGION = re.compile(r"^[a-z]{2,}(?:-[a-z0-9]+)+$")
 IDENTIFIER = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def parse_duration(text: str) -> float:
-    """Seconds from "30s", "2m", "1h30m", "500ms" or a plain number of seconds."""
+    """Seconds from a Prometheus duration ("500ms", "30s", "1h30m", "1d", "2w", "1y") or a
+    plain number of seconds; as in Prometheus, a year is 365 days and units go largest first."""
     text = text.strip()
     try:
         seconds = float(text)
@@ -70,13 +81,16 @@ def parse_duration(text: str) -> float:
         pass
     else:
         if seconds != seconds or seconds in (float("inf"), float("-inf")):
-            raise ValueError(f"invalid duration {text!r}")
+            raise ValueError(f"invalid duration {text!r} (not a finite number)")
         return seconds
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"invalid duration {text!r} (use e.g. 30s, 2m, 1h30m or seconds)")
-    return sum(float(number) * units[unit] for number, unit in parts)
+    match = _DURATION.fullmatch(text)
+    if not text or match is None:
+        raise ValueError(f"invalid duration {text!r} (use e.g. 30s, 2m, 1h30m, 1d or seconds)")
+    return sum(
+        float(number) * seconds
+        for number, (_, seconds) in zip(match.groups(), _DURATION_UNITS, strict=True)
+        if number is not None
+    )
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:

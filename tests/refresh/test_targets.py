@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cph_exporter.app import Exporter, resolve_targets
+from cph_exporter.app import Exporter
 from cph_exporter.cph.models import phone_state
 from cph_exporter.credentials.ledger import SecretLedger
 from cph_exporter.settings.config import Config
@@ -23,6 +23,7 @@ from cph_exporter.simulator import (
     generate_fleet,
     generate_phones,
 )
+from cph_exporter.startup import resolve_targets
 from tests.helpers.cli import run_cli
 from tests.helpers.fleet import fleet
 from tests.helpers.samples import assert_complete, by_server, samples

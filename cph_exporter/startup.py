@@ -1,0 +1,120 @@
+"""Start-up: from settings to checked targets (credentials found, project IDs known), once.
+
+`app.py` builds the running exporter from what this returns.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import requests
+
+from cph_exporter.cph.iam import ProjectIdResolver, ProjectLookupError
+from cph_exporter.credentials.ledger import SecretLedger
+from cph_exporter.credentials.providers import (
+    CredentialError,
+    CredentialProvider,
+    CredentialsNotFound,
+)
+from cph_exporter.credentials.values import Credentials
+from cph_exporter.refresh.targets import TargetSpec
+from cph_exporter.settings.config import ConfigError
+from cph_exporter.settings.target_config import ServerFilters, TargetConfig
+
+log = logging.getLogger(__name__)
+
+_NO_CREDENTIALS = (
+    "none found; set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK (or their _FILE variants), "
+    "write ~/.huaweicloud/credentials, use --cph.metadata on an ECS, or run with --simulate"
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets: from settings to what a refresher needs, once at start
+
+
+def target_spec(
+    target: TargetConfig,
+    credentials: Callable[[], Credentials],
+    on_auth_failure: Callable[[], None] | None = None,
+    project_id: str | None = None,
+) -> TargetSpec:
+    """The one way a target is built, from flags, the config file or the simulator alike."""
+    filters = target.filters
+    return TargetSpec(
+        region=target.region,
+        project_id=target.project_id if project_id is None else project_id,
+        endpoint=target.endpoint,
+        credentials=credentials,
+        on_auth_failure=on_auth_failure,
+        server_ids=target.server_ids,
+        server_filter=_server_filter(filters) if filters else None,
+        name=target.name,
+    )
+
+
+def _server_filter(filters: ServerFilters) -> Callable[[Any], bool]:
+    return lambda s: filters.matches(s.server_name, s.network_version, s.status)
+
+
+def _checked(provider: CredentialProvider, ledger: SecretLedger, where: str) -> None:
+    """Read the credentials once now, so a missing or broken source stops the start."""
+    try:
+        ledger.issuing(provider)()
+    except CredentialsNotFound as exc:
+        detail = _NO_CREDENTIALS if where == "credentials" else str(exc)
+        raise ConfigError(f"{where}: {detail}") from None
+    except CredentialError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def resolve_targets(
+    targets: Sequence[TargetConfig],
+    environ: Mapping[str, str],
+    ledger: SecretLedger,
+    *,
+    from_flags: bool = False,
+) -> list[TargetSpec]:
+    """Credentials found and project IDs known; two targets may not watch one project.
+
+    A problem is a ConfigError naming the flag, or the config file's target.
+    """
+    specs: list[TargetSpec] = []
+    owners: dict[tuple[str, str], str] = {}
+    for target in targets:
+        where = "" if from_flags else f"config file target {target.name!r}: "
+        provider = target.credentials.provider(environ)
+        _checked(provider, ledger, f"{where}credentials")
+        if from_flags:
+            log.info("using credentials from %s", provider.describe())
+        project_id = target.project_id
+        if not project_id:
+            resolver = ProjectIdResolver(
+                requests.Session(),
+                provider,
+                iam_endpoint=target.iam_endpoint or None,
+                environ=environ,
+            )
+            try:
+                project_id = resolver.resolve(target.region)
+            except ProjectLookupError as exc:
+                setting = "--cph.project-id" if from_flags else "project_id"
+                raise ConfigError(
+                    f"{where}{setting}: not set, and IAM lookup failed: {exc}"
+                ) from None
+        other = owners.setdefault((target.region, project_id), target.name)
+        if other != target.name:
+            # Their series would collide: cph_up and servers carry region and project_id only.
+            raise ConfigError(f"{where}watches the same project as target {other!r}")
+        specs.append(target_spec(target, ledger.issuing(provider), provider.invalidate, project_id))
+        if not from_flags:
+            log.info(
+                "target %s: region %s, project %s, credentials from %s",
+                target.name,
+                target.region,
+                project_id,
+                provider.describe(),
+            )
+    return specs

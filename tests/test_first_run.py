@@ -1,0 +1,184 @@
+"""What a new user meets in the first minutes: any client decodes the output, and the
+command line, the start-up log and the configuration check say what they mean."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shutil
+import subprocess
+import sys
+import zlib
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from cph_exporter.cli import build_parser
+from cph_exporter.settings.config import parse_duration
+from cph_exporter.simulator import CphSimulator
+from tests.helpers.scrape import ExporterFactory, scrape
+
+CURL = shutil.which("curl")
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+
+
+@pytest.mark.skipif(CURL is None, reason="curl not installed (Debian's curl package)")
+@pytest.mark.parametrize("accept", ["text/plain", OPENMETRICS])
+def test_gzip_answer_is_one_member_that_curl_decodes_whole(
+    simulator: CphSimulator, make_exporter: ExporterFactory, accept: str
+) -> None:
+    # A long TTL: every request below is served from the same snapshot.
+    exporter = make_exporter(simulator, cache_ttl=3600.0, cache_max_stale=3600.0)
+    url = exporter.url + "/metrics"
+    plain = requests.get(url, headers={"Accept": accept}, timeout=30)
+    raw = requests.get(
+        url, headers={"Accept": accept, "Accept-Encoding": "gzip"}, timeout=30, stream=True
+    )
+    assert raw.headers["Content-Encoding"] == "gzip"
+    data = raw.raw.read(decode_content=False)
+
+    member = zlib.decompressobj(wbits=31)  # reads exactly one gzip member
+    decoded = member.decompress(data) + member.flush()
+    assert member.eof and member.unused_data == b""
+    live = b"cph_exporter_"
+    # The live part's values may move between two scrapes: compare up to it, then its names.
+    cut = plain.content.index(live)
+    assert decoded[:cut] == plain.content[:cut]
+    assert _names(decoded) == _names(plain.content)
+    if accept == OPENMETRICS:
+        assert decoded.endswith(b"# EOF\n")
+
+    curl = subprocess.run(
+        [str(CURL), "--silent", "--show-error", "--compressed", "-H", f"Accept: {accept}", url],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    assert _names(curl.stdout) == _names(plain.content)
+    assert curl.stdout[:cut] == plain.content[:cut]
+
+
+def _names(text: bytes) -> list[bytes]:
+    """Each sample's name and labels, in order: what must survive any decoder."""
+    return [line.rpartition(b" ")[0] for line in text.splitlines() if not line.startswith(b"#")]
+
+
+def test_process_and_python_families_are_served(
+    simulator: CphSimulator, make_exporter: ExporterFactory
+) -> None:
+    exporter = make_exporter(simulator)
+    families = {f.name: f for f in text_string_to_metric_families(scrape(exporter))}
+    rss = families["process_resident_memory_bytes"].samples[0].value
+    assert rss > 1024 * 1024  # a Python process holds more than a MiB
+    assert families["process_open_fds"].samples[0].value >= 3
+    (python,) = families["python_info"].samples
+    assert python.labels["version"] == platform.python_version()
+    assert {s.labels["generation"] for s in families["python_gc_collections"].samples} == {
+        "0",
+        "1",
+        "2",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        # The examples of the Prometheus docs (configuration, <duration>).
+        ("1d", 86400),
+        ("1h30m", 5400),
+        ("5m", 300),
+        ("10s", 10),
+        ("1w", 7 * 86400),
+        ("1y", 365 * 86400),
+        ("500ms", 0.5),
+        ("12h34m56s", 45296),
+        ("1w2d3h4m5s6ms", 788645.006),
+        ("0", 0),
+        ("90", 90),  # plain seconds keep working
+        ("2.5", 2.5),
+    ],
+)
+def test_durations_take_prometheus_syntax(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["1m1h", "1s1d", "1d1d", "1x", "d", "1 d", "ms5"])
+def test_durations_out_of_order_or_unknown_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration(text)
+
+
+def run_cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cph_exporter", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+    )
+
+
+HINT = "run 'cph-exporter --help' for the flags"
+
+
+@pytest.mark.parametrize(
+    ("argv", "first_line"),
+    [
+        (
+            ["--cache.ttl", "abc"],
+            "cph-exporter: --cache.ttl: invalid duration 'abc' "
+            "(use e.g. 30s, 2m, 1h30m, 1d or seconds)",
+        ),
+        (["--web.max-requests", "many"], "cph-exporter: --web.max-requests: invalid int value"),
+        (["--log.level", "loud"], "cph-exporter: --log.level: invalid choice: 'loud'"),
+        (["--cache.ttl"], "cph-exporter: --cache.ttl: expected one argument"),
+        (["--no-such-flag"], "cph-exporter: unrecognized arguments: --no-such-flag"),
+    ],
+)
+def test_a_bad_flag_is_one_line_and_a_hint(argv: list[str], first_line: str) -> None:
+    result = run_cli("--simulate", *argv)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith(first_line)
+    assert lines[1] == HINT
+
+
+def test_help_describes_every_flag_in_groups_and_names_the_credential_sources() -> None:
+    parser = build_parser()
+    groups = {group.title: group for group in parser._action_groups}
+    prefixes = {
+        "web server": ("--web.",),
+        "CPH API and the watched project": ("--cph.", "--shard"),
+        "cache": ("--cache.",),
+        "collectors": ("--collector.", "--no-collector."),
+        "configuration file": ("--config.",),
+        "logging": ("--log.",),
+        "simulator": ("--simulate",),
+    }
+    flags = 0
+    for title, wanted in prefixes.items():
+        for action in groups[title]._group_actions:
+            assert action.help and action.help != argparse.SUPPRESS, action.option_strings
+            assert all(o.startswith(wanted) for o in action.option_strings), (title, action)
+            flags += 1
+    every = [a for a in parser._actions if a.option_strings and a.dest not in ("help", "version")]
+    assert flags == len(every)  # no flag outside the groups
+
+    text = run_cli("--help").stdout
+    assert "--log.level" in text and "least severe" in text
+    sources = ["HUAWEICLOUD_SDK_AK", "~/.huaweicloud/credentials", "--cph.metadata, the ECS"]
+    epilog = text[text.index("credentials, from the first source") :]
+    assert [epilog.index(s) for s in sources] == sorted(epilog.index(s) for s in sources)
+    for variable in (
+        "HUAWEICLOUD_SDK_SK",
+        "HUAWEICLOUD_SDK_SECURITY_TOKEN",
+        "*_FILE",
+        "HUAWEICLOUD_SDK_CREDENTIALS_FILE",
+        "HUAWEICLOUD_SDK_REGION",
+        "HUAWEICLOUD_SDK_PROJECT_ID",
+        "HUAWEICLOUD_SDK_IAM_ENDPOINT",
+    ):
+        assert variable in epilog, variable
