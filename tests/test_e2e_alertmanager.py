@@ -25,7 +25,6 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from test_e2e_prometheus import free_port, start, stop, tail, wait_for
 
 from cph_exporter.mixin import parse_config
 from cph_exporter.mixin.generate import outputs
@@ -37,6 +36,7 @@ from cph_exporter.simulator import (
     SIMULATOR_SECRET_KEY,
     simulated_project,
 )
+from tests.test_e2e_prometheus import free_port, start, stop, tail, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS = shutil.which("prometheus")
