@@ -53,3 +53,9 @@ def test_every_alert_links_its_section() -> None:
 
 def test_the_readme_links_the_runbooks() -> None:
     assert "docs/runbooks.md" in (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_alerts_table_lists_every_alert() -> None:
+    table = (REPO / "docs" / "alerts.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\| `(Cph\w+)` \|", table, flags=re.M))
+    assert listed == set(rules())
