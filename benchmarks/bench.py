@@ -18,7 +18,7 @@ baseline measured in the same run:
 
 The rate cap is off by default (--rate 0): the simulator does not throttle, and the cap
 would make a cold refresh take N/rate seconds by design. Benchmarks are not tests: nothing
-here asserts; the targets of issue 5 are printed beside the figures.
+here asserts; the design targets are printed beside the figures.
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ class Result:
             f"  peak RSS             {self.rss_mb:8.1f} MB",
         ]
         if n >= 1000:
-            lines.append("  targets (issue 5):")
+            lines.append("  design targets:")
             if n == 1000:
                 lines.append(
                     f"    cold <= 0.25x sequential: {ok[self.cold <= 0.25 * self.sequential]}; "

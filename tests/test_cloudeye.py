@@ -23,16 +23,10 @@ import pytest
 import yaml
 
 from cph_exporter.simulator import documented_examples, generate_fleet
-from tests.test_e2e_prometheus import (
-    GRAFANA_VARS,
-    api,
-    free_port,
-    grafana_query,
-    start,
-    stop,
-    wait_for,
-)
-from tests.test_rules import CLOUD_EYE_METRIC, dashboard_queries
+from tests.helpers.net import free_port
+from tests.helpers.processes import start, stop, wait_for
+from tests.helpers.prometheus import GRAFANA_VARS, api, grafana_query
+from tests.helpers.rules import CLOUD_EYE_METRIC, dashboard_queries
 
 REPO = Path(__file__).resolve().parents[1]
 FLEET_BOARD = REPO / "grafana" / "dashboards" / "cph-fleet-overview.json"

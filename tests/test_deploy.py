@@ -14,11 +14,14 @@ import re
 import shlex
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pytest
 import yaml
+
+from tests.helpers.deploy import dockerfile_instructions
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "deploy" / "docker-compose.yml"
@@ -32,11 +35,12 @@ EXPORTER_PORT = 9852
 GRAFANA_BUILTINS = {"__rate_interval", "__interval", "__interval_ms", "__range", "__range_s"}
 
 
-def compose() -> dict:
-    return yaml.safe_load(COMPOSE.read_text())
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return loaded
 
 
-def bind_mounts(service: dict) -> list[tuple[Path, PurePosixPath]]:
+def bind_mounts(service: dict[str, Any]) -> list[tuple[Path, PurePosixPath]]:
     """(host path, container path) of a service's bind mounts, short or long syntax."""
     mounts = []
     for volume in service.get("volumes", []):
@@ -51,7 +55,7 @@ def bind_mounts(service: dict) -> list[tuple[Path, PurePosixPath]]:
     return mounts
 
 
-def host_path(service: dict, container_path: str) -> Path:
+def host_path(service: dict[str, Any], container_path: str) -> Path:
     """Where a path inside a container comes from on the host (the deepest bind mount)."""
     path = PurePosixPath(container_path)
     best = None
@@ -64,7 +68,7 @@ def host_path(service: dict, container_path: str) -> Path:
     return best[0].joinpath(*path.relative_to(best[1]).parts)
 
 
-def flag(service: dict, name: str) -> str:
+def flag(service: dict[str, Any], name: str) -> str:
     args = service.get("command", [])
     args = shlex.split(args) if isinstance(args, str) else args
     values = [a.split("=", 1)[1] for a in args if a.startswith(f"{name}=")]
@@ -154,7 +158,7 @@ def test_alertmanager_config_is_mounted_and_consistent() -> None:
     config = yaml.safe_load(path.read_text())
     receivers = {r["name"] for r in config["receivers"]}
 
-    def routes(route: dict):
+    def routes(route: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield route
         for child in route.get("routes", []):
             yield from routes(child)
@@ -210,17 +214,7 @@ def test_hadolint_passes() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    text = DOCKERFILE.read_text().replace("\\\n", " ")
-    lines = [line.strip() for line in text.splitlines()]
-    return [
-        (line.split(None, 1)[0].upper(), line.split(None, 1)[1])
-        for line in lines
-        if line and not line.startswith("#")
-    ]
-
-
-def test_dockerfile_follows_the_issue() -> None:
+def test_dockerfile_is_multi_stage_slim_and_unprivileged() -> None:
     instructions = dockerfile_instructions()
     froms = [arg for op, arg in instructions if op == "FROM"]
     assert len(froms) >= 2, "multi-stage"
@@ -292,13 +286,13 @@ def test_dockerfile_copies_only_files_that_exist_and_are_not_dockerignored() -> 
             assert not fnmatch.fnmatch(source, pattern.removeprefix("**/")), (source, pattern)
 
 
-def static_targets(config: dict) -> list[str]:
+def static_targets(config: dict[str, Any]) -> list[str]:
     """Every static target of a Prometheus config: scrape jobs and Alertmanagers."""
     jobs = config["scrape_configs"] + config["alerting"]["alertmanagers"]
     return [t for job in jobs for sc in job.get("static_configs", []) for t in sc["targets"]]
 
 
-def with_targets(config: dict, change: Callable[[str], str]) -> dict:
+def with_targets(config: dict[str, Any], change: Callable[[str], str]) -> dict[str, Any]:
     """A copy of a Prometheus config with every static target (scrapes, Alertmanagers) changed."""
     config = copy.deepcopy(config)
     for job in config["scrape_configs"] + config["alerting"]["alertmanagers"]:
@@ -350,7 +344,7 @@ def test_amtool_check_config() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def all_panels(panels: list[dict]) -> list[dict]:
+def all_panels(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for panel in panels:
         out.append(panel)

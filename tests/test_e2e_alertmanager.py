@@ -36,7 +36,8 @@ from cph_exporter.simulator import (
     SIMULATOR_SECRET_KEY,
     simulated_project,
 )
-from tests.test_e2e_prometheus import free_port, start, stop, tail, wait_for
+from tests.helpers.net import free_port
+from tests.helpers.processes import start, stop, tail, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS = shutil.which("prometheus")

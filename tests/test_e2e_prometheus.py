@@ -13,21 +13,23 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import requests
 import yaml
 
-from tests.test_deploy import dockerfile_instructions
-from tests.test_rules import (
+from tests.helpers.deploy import dockerfile_instructions
+from tests.helpers.net import free_port
+from tests.helpers.processes import start, stop, wait_for
+from tests.helpers.prometheus import GRAFANA_VARS, api, grafana_query
+from tests.helpers.rules import (
     CLOUD_EYE_METRIC,
     CONTRACT,
     HISTOGRAMS,
@@ -52,7 +54,7 @@ pytestmark = [
     pytest.mark.timeout(300),
 ]
 
-# Server status code -> cph_server_state (issue 2); anything else is "unknown".
+# Server status code -> cph_server_state; anything else is "unknown".
 STATES = {0: "creating", 1: "creating", 3: "creating", 4: "creating", 2: "abnormal"}
 STATES |= {5: "normal", 8: "frozen", 10: "stopped", 11: "stopping", 12: "stop_failed"}
 STATES |= {13: "starting"}
@@ -70,70 +72,13 @@ PHONE_ALERTS = {
     "CphServerPhonesFailed": PHONE_FAILED,
     "CphServerPhonesStuck": {"creating", "resetting", "restarting", "stopping"},
 }
-# Phone status code -> cph_server_phones state (issue 6); anything else is "unknown".
+# Phone status code -> cph_server_phones state; anything else is "unknown".
 PHONE_STATES = {0: "creating", 1: "creating", 2: "running", 3: "resetting", 4: "restarting"}
 PHONE_STATES |= {6: "frozen", 7: "stopping", 8: "stopped", -5: "reset_failed"}
 PHONE_STATES |= {-6: "restart_failed", -7: "abnormal", -8: "create_failed", -9: "stop_failed"}
 PHONE_STATE_NAMES = {*PHONE_STATES.values(), "unknown"}
-GRAFANA_VARS = {"__rate_interval": "1m", "__interval": "15s", "__range": "5m", "__range_s": "300"}
 # The dashboards' target and project variables, set to "All".
 GRAFANA_VARS |= {"job": ".*", "instance": ".*", "region": ".*", "project_id": ".*"}
-
-T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = SETTLE_TIMEOUT) -> T:
-    """Poll `probe` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            result = probe()
-        except (requests.RequestException, ValueError) as exc:
-            last = exc
-        else:
-            if result:
-                return result
-            last = result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-def start(args: list[str], log: Path, ready_url: str) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"{args[0]} exited with {proc.returncode}:\n{tail(log)}")
-        return requests.get(ready_url, timeout=2).status_code == 200
-
-    try:
-        wait_for(f"{ready_url}\n{log}", ready, timeout=30)
-    except BaseException:
-        stop(proc)
-        raise
-    return proc
 
 
 @pytest.fixture(scope="module")
@@ -189,13 +134,6 @@ def prometheus(exporter: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         stop(proc)
 
 
-def api(prometheus: str, path: str, **params: Any) -> Any:
-    response = requests.get(f"{prometheus}/api/v1/{path}", params=params, timeout=10)
-    body = response.json()
-    assert body.get("status") == "success", f"{path} {params}: {body}"
-    return body["data"]
-
-
 def expected_servers() -> dict[str, set[str]]:
     """server_ids per state of the simulated fleet."""
     from cph_exporter.simulator import documented_examples, generate_fleet
@@ -237,12 +175,12 @@ def expected_phone_alerts() -> dict[str, dict[tuple[str, str], int]]:
     }
 
 
-def firing(alerts: list[dict], name: str) -> list[dict]:
+def firing(alerts: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return [a for a in alerts if a["labels"]["alertname"] == name and a["state"] == "firing"]
 
 
 @pytest.fixture(scope="module")
-def settled(prometheus: str) -> list[dict]:
+def settled(prometheus: str) -> list[dict[str, Any]]:
     """Active alerts once the target is up and every server and phone alert has fired."""
     by_state = expected_servers()
     by_phone_state = expected_phone_alerts()
@@ -253,9 +191,9 @@ def settled(prometheus: str) -> list[dict]:
 
     wait_for("the exporter target to be up", target_up)
 
-    missing: dict[str, set[str]] = {}
+    missing: dict[str, set[Any]] = {}
 
-    def all_fired() -> list[dict] | None:
+    def all_fired() -> list[dict[str, Any]] | None:
         # Wait until every expected server alert fires; exactness is the tests' business.
         alerts = api(prometheus, "alerts")["alerts"]
         missing.clear()
@@ -275,7 +213,9 @@ def settled(prometheus: str) -> list[dict]:
         raise AssertionError(f"{exc}\nnot firing: {missing}") from None
 
 
-def test_target_is_up_and_every_rule_evaluates(prometheus: str, settled: list[dict]) -> None:
+def test_target_is_up_and_every_rule_evaluates(
+    prometheus: str, settled: list[dict[str, Any]]
+) -> None:
     (target,) = api(prometheus, "targets")["activeTargets"]
     assert target["health"] == "up", target
     rules = [r for g in api(prometheus, "rules")["groups"] for r in g["rules"]]
@@ -286,7 +226,7 @@ def test_target_is_up_and_every_rule_evaluates(prometheus: str, settled: list[di
         assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
 
 
-def test_abnormal_and_frozen_fire_for_exactly_those_servers(settled: list[dict]) -> None:
+def test_abnormal_and_frozen_fire_for_exactly_those_servers(settled: list[dict[str, Any]]) -> None:
     by_state = expected_servers()
     assert by_state["abnormal"] and by_state["frozen"], "the simulated fleet lacks them"
     for name, (state, severity) in SERVER_ALERTS.items():
@@ -305,7 +245,9 @@ def test_abnormal_and_frozen_fire_for_exactly_those_servers(settled: list[dict])
                 assert labels[label] and labels[label] in text, (label, alert)
 
 
-def test_phone_alerts_fire_for_exactly_those_servers_and_states(settled: list[dict]) -> None:
+def test_phone_alerts_fire_for_exactly_those_servers_and_states(
+    settled: list[dict[str, Any]],
+) -> None:
     expected = expected_phone_alerts()
     assert all(expected.values()), f"the simulated phones lack a state: {expected}"
     names = {r["alert"] for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]}
@@ -329,7 +271,9 @@ def test_phone_alerts_fire_for_exactly_those_servers_and_states(settled: list[di
             assert float(alert["value"]) == count, alert
 
 
-def test_server_phones_match_the_simulated_phones(prometheus: str, settled: list[dict]) -> None:
+def test_server_phones_match_the_simulated_phones(
+    prometheus: str, settled: list[dict[str, Any]]
+) -> None:
     """cph_server_phones per server and state, and its sum, equal the simulator's phones."""
     expected = expected_phones()
     series = api(prometheus, "query", query="cph_server_phones")["result"]
@@ -358,7 +302,7 @@ def test_server_phones_match_the_simulated_phones(prometheus: str, settled: list
     assert float(up["value"][1]) == 1.0
 
 
-def test_no_exporter_health_alert_fires(prometheus: str, settled: list[dict]) -> None:
+def test_no_exporter_health_alert_fires(prometheus: str, settled: list[dict[str, Any]]) -> None:
     groups = yaml.safe_load(ALERTS.read_text())["groups"]
     (health,) = [g for g in groups if g["name"] == "cph-exporter"]
     names = {r["alert"] for r in health["rules"]}
@@ -433,7 +377,7 @@ def dashboard_cases() -> list[Any]:
 
 
 @pytest.fixture(scope="module")
-def variables(prometheus: str, settled: list[dict]) -> dict[str, str]:
+def variables(prometheus: str, settled: list[dict[str, Any]]) -> dict[str, str]:
     """Values for the dashboards' variables: a server with bandwidths, volumes and phones."""
     query = (
         "cph_server_bandwidth_size_bytes_per_second and on (server_id) cph_server_volume_size_bytes"
@@ -454,15 +398,6 @@ def substitute(query: str, values: dict[str, str]) -> str:
         return values[match.group(1) or match.group(2)]
 
     return re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", value, query)
-
-
-def grafana_query(query: str) -> tuple[str, str | None]:
-    """A Grafana variable query as PromQL, and the label it reads (label_values)."""
-    match = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", query.strip())
-    if match:
-        return f"group by ({match.group(2)}) ({match.group(1)})", match.group(2)
-    match = re.fullmatch(r"query_result\((.*)\)", query.strip())
-    return (match.group(1) if match else query), None
 
 
 @pytest.mark.parametrize("query", dashboard_cases())

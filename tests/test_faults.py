@@ -1,4 +1,4 @@
-"""The fault suite: the real exporter against the simulator under every fault of issue 4.
+"""The fault suite: the real exporter against the simulator, under every fault of a hostile API.
 
 Each case asserts what the scrape shows (cph_up, the per-server series, cph_exporter_*) and
 that every server the fault does not touch is complete. Every test also runs the secret
@@ -690,7 +690,7 @@ def test_awkward_label_values_round_trip_and_parse(api_keys: dict[str, str], sta
     # The OpenMetrics rendering parses with the OpenMetrics parser, to the same values.
     om_names = {
         s.labels["server_id"]: s.labels["server_name"]
-        for family in openmetrics_families(om)  # type: ignore[no-untyped-call]
+        for family in openmetrics_families(om)
         if family.name == "cph_server_status"
         for s in family.samples
     }

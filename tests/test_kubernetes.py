@@ -31,7 +31,8 @@ from cph_exporter.simulator import (
     SIMULATOR_SECRET_KEY,
     CphSimulator,
 )
-from tests.test_e2e_prometheus import free_port, stop, wait_for
+from tests.helpers.net import free_port
+from tests.helpers.processes import stop, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "deploy" / "kubernetes"
@@ -214,7 +215,7 @@ def test_deployment_runs_unprivileged() -> None:
 
 def test_image_user_matches_the_dockerfile() -> None:
     """runAsUser must be the image's user, or the Secret's group-readable files are unreadable."""
-    from tests.test_deploy import dockerfile_instructions
+    from tests.helpers.deploy import dockerfile_instructions
 
     users = [arg for op, arg in dockerfile_instructions() if op == "USER"]
     uid, gid = users[-1].split(":")

@@ -21,7 +21,7 @@ from cph_exporter.mixin import ConfigError, MixinConfig, outputs, parse_config
 from cph_exporter.mixin.promql import add_matchers, matchers_labels
 from cph_exporter.mixin.rules import alert_names
 from cph_exporter.mixin.settings import ALERT_DEFAULTS, load_config
-from tests.test_rules import METRIC_TOKEN, dashboard_queries
+from tests.helpers.rules import METRIC_TOKEN, dashboard_queries
 
 REPO = Path(__file__).resolve().parents[1]
 ALERTS_TEST = REPO / "prometheus" / "alerts_test.yml"

@@ -11,6 +11,7 @@ import importlib.metadata
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,8 +23,9 @@ LOCAL = {"cph_exporter", "tests", "conftest"} | {path.stem for path in TESTS}
 tomllib = pytest.importorskip("tomllib", reason="tomllib is Python 3.11+")
 
 
-def pyproject() -> dict:
-    return tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+def pyproject() -> dict[str, Any]:
+    loaded: dict[str, Any] = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    return loaded
 
 
 def normalise(name: str) -> str:

@@ -13,9 +13,18 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+
+from tests.helpers.rules import (
+    CONTRACT,
+    HISTOGRAMS,
+    METRIC_TOKEN,
+    dashboard_queries,
+    documented_metrics,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 ALERTS = REPO / "prometheus" / "alerts.yml"
@@ -29,28 +38,6 @@ needs_promtool = pytest.mark.skipif(
     reason="promtool not found: install Debian's 'prometheus' package (.ci/run does)",
 )
 
-# The exporter's metric contract. Used when docs/metrics.md has no metrics table.
-CONTRACT = {
-    "cph_server_status",
-    "cph_server_state",
-    "cph_server_info",
-    "cph_server_bandwidth_size_bytes_per_second",
-    "cph_server_volume_size_bytes",
-    "cph_server_addresses",
-    "cph_server_created_timestamp_seconds",
-    "cph_server_updated_timestamp_seconds",
-    "cph_up",
-    "cph_exporter_build_info",
-    "cph_exporter_api_requests_total",
-    "cph_exporter_api_request_duration_seconds",
-    "cph_exporter_refresh_duration_seconds",
-    "cph_exporter_last_refresh_success_timestamp_seconds",
-    "cph_exporter_data_age_seconds",
-    "cph_exporter_cache_ttl_seconds",
-    "cph_exporter_detail_fetch_failures_total",
-    "cph_exporter_servers_without_details",
-}
-HISTOGRAMS = {"cph_exporter_api_request_duration_seconds"}
 # Series Prometheus itself makes: per target, and for the alerts it evaluates.
 PROMETHEUS_SERIES = {"up", "ALERTS"}
 # Alerts about a whole availability zone rather than one server.
@@ -58,45 +45,14 @@ ZONE_ALERTS = {"CphAvailabilityZoneDegraded"}
 SEVERITIES = {"critical", "warning", "info"}
 IDENTITY = ("server_name", "server_id", "availability_zone")
 
-METRIC_TOKEN = re.compile(r"\bcph_[a-z0-9_]+\b")
-# Series of Huawei's cloudeye-exporter (namespace SYS.ECP) that the optional "Cloud Eye side
-# by side" row joins with ours. A Prometheus without cloudeye-exporter has none, so those
-# queries are tested on synthetic series (tests/test_cloudeye.py), not against the simulator.
-CLOUD_EYE_METRIC = re.compile(r"\bhuaweicloud_sys_ecp_[a-z0-9_]+\b")
 
-
-def load_rules() -> list[dict]:
+def load_rules() -> list[dict[str, Any]]:
     groups = yaml.safe_load(ALERTS.read_text())["groups"]
     return [rule for group in groups for rule in group["rules"]]
 
 
-def alerts() -> dict[str, dict]:
+def alerts() -> dict[str, dict[str, Any]]:
     return {r["alert"]: r for r in load_rules() if "alert" in r}
-
-
-def dashboard_queries(board: dict) -> list[str]:
-    """Every PromQL expression and variable query of a dashboard (rows included)."""
-    queries = []
-
-    def walk(panels: list[dict]) -> None:
-        for panel in panels:
-            queries.extend(t["expr"] for t in panel.get("targets", []) if t.get("expr"))
-            walk(panel.get("panels", []))
-
-    walk(board.get("panels", []))
-    for var in board.get("templating", {}).get("list", []):
-        if var.get("type") == "query":
-            query = var.get("query")
-            queries.append(query["query"] if isinstance(query, dict) else query)
-    return queries
-
-
-def documented_metrics() -> set[str]:
-    """Metric names in docs/metrics.md's metrics table (table rows only), if there is one."""
-    if not METRICS_DOC.exists():
-        return set()
-    rows = [line for line in METRICS_DOC.read_text().splitlines() if line.lstrip().startswith("|")]
-    return {m for row in rows for m in re.findall(r"`(cph_[a-z0-9_]+)", row)}
 
 
 def allowed_metrics() -> set[str]:
@@ -111,13 +67,13 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 @needs_promtool
 def test_promtool_check_rules() -> None:
-    result = run(PROMTOOL, "check", "rules", str(ALERTS))
+    result = run(str(PROMTOOL), "check", "rules", str(ALERTS))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @needs_promtool
 def test_promtool_unit_tests_pass() -> None:
-    result = run(PROMTOOL, "test", "rules", str(ALERTS_TEST))
+    result = run(str(PROMTOOL), "test", "rules", str(ALERTS_TEST))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
@@ -146,7 +102,7 @@ def test_per_server_alerts_name_the_server() -> None:
         assert "$labels.availability_zone" in text, name
 
 
-def test_alerts_issue_3_asks_for() -> None:
+def test_the_server_and_exporter_alerts_exist() -> None:
     rules = alerts()
     expected = {
         "CphServerAbnormal": ("critical", "5m"),
@@ -169,7 +125,7 @@ def test_alerts_issue_3_asks_for() -> None:
     assert rules["CphApiDown"]["expr"].strip() == "cph_up == 0"
 
 
-def test_phone_alerts_issue_6_asks_for() -> None:
+def test_the_phone_alerts_exist() -> None:
     """Abnormal, failed and stuck phones per server, and a failing phone listing."""
     rules = alerts()
     expected = {
@@ -199,7 +155,7 @@ def test_phone_alerts_issue_6_asks_for() -> None:
 def test_per_phone_panels_say_they_need_phone_details(path: Path) -> None:
     """cph_phone_* only exist with --collector.phone-details: the panel says so when empty."""
 
-    def walk(panels: list[dict]) -> Iterator[dict]:
+    def walk(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         for panel in panels:
             yield panel
             yield from walk(panel.get("panels", []))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -23,7 +24,7 @@ def github_anchor(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
-def rules() -> dict[str, dict]:
+def rules() -> dict[str, dict[str, Any]]:
     groups = yaml.safe_load((REPO / "prometheus" / "alerts.yml").read_text())["groups"]
     return {r["alert"]: r for g in groups for r in g["rules"] if "alert" in r}
 

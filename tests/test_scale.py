@@ -344,7 +344,7 @@ def test_a_refresh_renders_its_snapshot_before_the_next_scrape_needs_it(
     renders: list[str] = []
     original = exporter.exposition._render
 
-    def counting(*args: Any) -> bytes:
+    def counting(*args: Any) -> Any:
         renders.append(threading.current_thread().name)
         return original(*args)
 

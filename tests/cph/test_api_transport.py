@@ -104,9 +104,10 @@ class _ForwardingProxy(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def proxy() -> Iterator[tuple[str, list[str]]]:
-    handler = type("Proxy", (_ForwardingProxy,), {"seen": []})
+    seen: list[str] = []
+    handler = type("Proxy", (_ForwardingProxy,), {"seen": seen})
     for url in serve(handler):
-        yield url, handler.seen
+        yield url, seen
 
 
 def test_requests_go_through_the_proxy_from_the_environment(

@@ -23,7 +23,8 @@ FIXTURES = Path(__file__).parent.parent / "fixtures"
 
 
 def load(name: str) -> dict[str, object]:
-    return json.loads((FIXTURES / name).read_text())
+    loaded: dict[str, object] = json.loads((FIXTURES / name).read_text())
+    return loaded
 
 
 def test_first_documented_example_has_duplicate_key_and_no_arrays() -> None:

@@ -332,7 +332,7 @@ def test_verify_error_never_echoes_secrets() -> None:
 # ---- property: AkSkAuth signs like the SDK for arbitrary segments and query pairs ----
 
 # No surrogates (not encodable); every other code point is fair game.
-_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+_text = st.text(st.characters(codec="utf-8"), max_size=12)
 _segments = st.lists(_text.filter(lambda s: s not in ("", ".", "..")), min_size=1, max_size=4)
 _pairs = st.lists(st.tuples(_text, _text), max_size=6)
 

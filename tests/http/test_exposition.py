@@ -23,7 +23,7 @@ HERE = Path(__file__).parent.parent  # tests/, where the golden files and fixtur
 GOLDEN = HERE / "golden" / "fleet.prom"
 
 
-def record(answer: dict[str, object], with_details: bool = True) -> ServerRecord:
+def record(answer: object, with_details: bool = True) -> ServerRecord:
     return ServerRecord(parse_server(answer), parse_details(answer) if with_details else None)
 
 
