@@ -114,8 +114,13 @@ def generate_encode_servers(
                 "access_infos": [
                     {
                         "listen_port": 8000 + index % 100,
-                        "public_ip": "",
+                        "access_ip": f"10.246.{index // 250}.{index % 250 + 2}",
+                        "intranet_ip": f"192.168.{index // 250}.{index % 250 + 2}",
+                        "public_ip": f"10.246.{index // 250}.{index % 250 + 2}",
                         "server_ip": f"192.168.{index // 250}.{index % 250 + 2}",
+                        "access_port": 30000 + index % 1000,
+                        "type": "TCP",
+                        "server_ipv6": "",
                     }
                 ],
                 "encode_server_ipv6": "",
@@ -153,8 +158,8 @@ def generate_phone_models(servers: Sequence[Mapping[str, Any]]) -> list[dict[str
                 "dpi": 320,
                 "fps": "30",
                 "volume_mode": 0,
-                "render_fps": "30",
-                "stream_fps": "30",
+                "render_fps": 30,
+                "stream_fps": 30,
             }
         )
     return models
