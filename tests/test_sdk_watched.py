@@ -14,7 +14,7 @@ from cph_exporter.simulator import (
     SIMULATOR_SECRET_KEY,
     CphSimulator,
 )
-from tests.watched_helpers import watched_simulator
+from tests.watched_helpers import unix, watched_simulator
 
 TIMES = ("not_before", "not_after", "not_before_deadline")
 sdk = pytest.importorskip("huaweicloudsdkcph.v1")
@@ -126,3 +126,13 @@ def test_server_and_phone_filters_the_sdk_sends(client: Any, sim: CphSimulator) 
     )
     assert phones.phones
     assert all(p.status == 2 and p.type == 0 and "-p1" in p.phone_name for p in phones.phones)
+
+
+def test_the_creation_window_filter(client: Any, sim: CphSimulator) -> None:
+    since, until = 1609459200, 1609459200 + 30 * 3607  # 2021-01-01 and about 30 hours on
+    answer = client.list_cloud_phone_servers(
+        sdk.ListCloudPhoneServersRequest(create_since=since, create_until=until)
+    )
+    created = sorted(unix(s.create_time) for s in answer.servers)
+    assert created and all(since <= at <= until for at in created)
+    assert answer.count < sim.server_count
