@@ -27,9 +27,13 @@ from cph_exporter.http.exposition import Exposition
 from cph_exporter.http.reload import ReloadingWebConfig
 from cph_exporter.http.server import ExporterHandlerContext, ExporterHTTPServer, make_server
 from cph_exporter.http.web_config import WebConfigError
+from cph_exporter.metrics.encode_servers import EncodeServerCollector
 from cph_exporter.metrics.exporter import ExporterCollector, RateLimitCollector
+from cph_exporter.metrics.phone_capacity import PhoneCapacityCollector
 from cph_exporter.metrics.phones import PhoneCollector
+from cph_exporter.metrics.scheduled_events import ScheduledEventCollector
 from cph_exporter.metrics.servers import ServerCollector
+from cph_exporter.refresh.listings import WatchedListings
 from cph_exporter.refresh.refresher import Refresher
 from cph_exporter.refresh.targets import Target, TargetSet, TargetSpec, TargetView
 from cph_exporter.settings.config import Config, ConfigError, parse_listen_address
@@ -99,6 +103,12 @@ class Exporter:
             collectors: list[Collector] = [ServerCollector(lambda: views)]
             if config.phones:
                 collectors.append(PhoneCollector(lambda: views, per_phone))
+            if config.scheduled_events:
+                collectors.append(ScheduledEventCollector(lambda: views))
+            if config.encode_servers:
+                collectors.append(EncodeServerCollector(lambda: views))
+            if config.phone_capacity:
+                collectors.append(PhoneCapacityCollector(lambda: views))
             return collectors
 
         self.exposition = Exposition(snapshot_collectors, self.registry)
@@ -170,6 +180,7 @@ class Exporter:
             server_filter=spec.server_filter,
             phones=config.phones,
             phones_ttl=config.phones_ttl,
+            watched=_watched_listings(client, config, spec.server_ids),
             on_refresh=self._render_ahead,
             cache_timer=self._cache_timer,
         )
@@ -213,6 +224,22 @@ class Exporter:
             self.http.shutdown()
         self.http.server_close()
         self.targets.close()
+
+
+def _watched_listings(
+    client: CphClient, config: Config, server_ids: tuple[str, ...]
+) -> WatchedListings | None:
+    """Scheduled events, encode servers and phone models, as far as their collectors are on."""
+    if not (config.scheduled_events or config.encode_servers or config.phone_capacity):
+        return None
+    return WatchedListings(
+        client,
+        scheduled_events_ttl=config.scheduled_events_ttl if config.scheduled_events else None,
+        encode_servers_ttl=config.encode_servers_ttl if config.encode_servers else None,
+        phone_models_ttl=config.phone_models_ttl if config.phone_capacity else None,
+        server_ids=server_ids,
+        shard=config.shard,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -252,6 +252,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = p.add_argument_group("configuration file").add_argument
     add(
+        "--collector.scheduled-events",
+        dest="scheduled_events",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="export Huawei's scheduled maintenance of the servers (ListScheduledEvents); "
+        "--no-collector.scheduled-events turns it off (default on)",
+    )
+    add(
+        "--cache.scheduled-events-ttl",
+        dest="scheduled_events_ttl",
+        type=_duration,
+        default=300.0,
+        help="how long the scheduled events are served before they are listed again (default 5m)",
+    )
+    add(
+        "--collector.encode-servers",
+        dest="encode_servers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="export the encode servers' status (ListEncodeServers); "
+        "--no-collector.encode-servers turns it off (default on)",
+    )
+    add(
+        "--cache.encode-servers-ttl",
+        dest="encode_servers_ttl",
+        type=_duration,
+        default=60.0,
+        help="how long the encode servers are served before they are listed again (default 60s)",
+    )
+    add(
+        "--collector.phone-capacity",
+        dest="phone_capacity",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="export each server's phone capacity from its flavour (ListCloudPhoneModels); "
+        "--no-collector.phone-capacity turns it off (default on)",
+    )
+    add(
+        "--cache.phone-models-ttl",
+        dest="phone_models_ttl",
+        type=_duration,
+        default=6 * 3600.0,
+        help="how long the phone models are served before they are listed again (default 6h)",
+    )
+    add(
         "--config.file",
         dest="config_file",
         default=None,

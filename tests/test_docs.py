@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from cph_exporter.metrics.common import IDENTITY
-from cph_exporter.simulator import CphSimulator
+from cph_exporter.simulator import (
+    CphSimulator,
+    generate_encode_servers,
+    generate_phone_models,
+    generate_scheduled_events,
+)
+from tests.helpers.fleet import fleet
 from tests.helpers.scrape import ExporterFactory, scrape
 
 METRICS_DOC = Path(__file__).parent.parent / "docs" / "metrics.md"
@@ -47,7 +54,11 @@ def test_metrics_table_matches_the_exposition(
     simulator: CphSimulator, make_exporter: ExporterFactory
 ) -> None:
     simulator.faults.broken_details = {}
-    text = scrape(make_exporter(simulator, phone_details=True))
+    simulator.set_scheduled_events(generate_scheduled_events(fleet(), time.time()))
+    simulator.set_encode_servers(generate_encode_servers(fleet()))
+    simulator.set_phone_models(generate_phone_models(fleet()))
+    every = dict.fromkeys(("scheduled_events", "encode_servers", "phone_capacity"), True)
+    text = scrape(make_exporter(simulator, phone_details=True, **every))
     docs = documented()
     assert len(docs) >= 18, "the metrics table was not found in docs/metrics.md"
     # Every family, the exporter's and the standard process_* and python_* ones alike.

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 LIST_SERVERS = "ListCloudPhoneServers"
 GET_SERVER = "GetCloudPhoneServerDetail"
 LIST_PHONES = "ListCloudPhones"
+LIST_SCHEDULED_EVENTS = "ListScheduledEvents"
+LIST_ENCODE_SERVERS = "ListEncodeServers"
+LIST_PHONE_MODELS = "ListCloudPhoneModels"
 PAGE_SIZE = 100  # the API's largest page
 CONNECT_TIMEOUT = 3.05
 
@@ -190,6 +193,64 @@ class CphClient:
         result.truncated = True
         return result
 
+    def list_scheduled_events(
+        self, deadline: float | None = None, server_id: str | None = None
+    ) -> ServerList:
+        """Every scheduled maintenance event (of one server when given), by event_id.
+
+        Paged by marker: each answer's page_info.next_marker names the next page and is absent
+        or empty on the last. A marker seen before ends the listing rather than loop forever.
+        """
+        params = {"server_id": server_id} if server_id else {}
+        result = ServerList()
+        seen: set[str] = set()
+        markers: set[str] = set()
+        marker = ""
+        for _ in range(self._max_pages):
+            query = {**params, "limit": PAGE_SIZE, **({"marker": marker} if marker else {})}
+            answer = self._get(LIST_SCHEDULED_EVENTS, "/scheduled-events", query, deadline)
+            _add_unique(result, answer, LIST_SCHEDULED_EVENTS, "scheduled_events", "event_id", seen)
+            page_info = answer.get("page_info")
+            next_marker = page_info.get("next_marker") if isinstance(page_info, Mapping) else None
+            if not isinstance(next_marker, str) or not next_marker:
+                return result
+            if next_marker in markers or next_marker == marker:
+                log.warning(
+                    "%s named a page marker it had named before; entries may be missing",
+                    LIST_SCHEDULED_EVENTS,
+                )
+                result.truncated = True
+                return result
+            markers.add(next_marker)
+            marker = next_marker
+        log.warning(
+            "%s stopped at the page cap of %d pages; entries may be missing",
+            LIST_SCHEDULED_EVENTS,
+            self._max_pages,
+        )
+        result.truncated = True
+        return result
+
+    def list_encode_servers(
+        self, deadline: float | None = None, server_id: str | None = None
+    ) -> ServerList:
+        """Every encode server (of one server when given), de-duplicated by encode_server_id."""
+        params = {"server_id": server_id} if server_id else {}
+        return self._list_all(
+            LIST_ENCODE_SERVERS,
+            "/encode-servers",
+            "encode_servers",
+            "encode_server_id",
+            params,
+            deadline,
+        )
+
+    def list_phone_models(self, deadline: float | None = None) -> ServerList:
+        """Every cloud phone model (flavour), de-duplicated by phone_model_name."""
+        return self._list_all(
+            LIST_PHONE_MODELS, "/phone-models", "phone_models", "phone_model_name", {}, deadline
+        )
+
     def get_server(self, server_id: str, deadline: float | None = None) -> Mapping[str, Any]:
         return self._get(GET_SERVER, "/servers/" + quote(server_id, safe=""), None, deadline)
 
@@ -295,3 +356,28 @@ class CphClient:
     def _observe(self, operation: str, code: str, started: float) -> None:
         if self._metrics is not None:
             self._metrics.observe(operation, code, time.monotonic() - started)
+
+
+def _add_unique(
+    result: ServerList,
+    answer: Mapping[str, Any],
+    operation: str,
+    key: str,
+    id_field: str,
+    seen: set[str],
+) -> None:
+    """The page's entries under `key` not seen before, appended to `result`."""
+    page = answer.get(key)
+    if page is None:
+        return
+    if not isinstance(page, list):
+        raise ApiError(operation, f"answer has no list of {key}", status=200)
+    for entry in page:
+        if not isinstance(entry, Mapping):
+            continue
+        entry_id = entry.get(id_field)
+        if isinstance(entry_id, str):
+            if entry_id in seen:
+                continue
+            seen.add(entry_id)
+        result.entries.append(entry)

@@ -32,8 +32,9 @@ from cph_exporter.cph.models import (
     parse_server,
 )
 from cph_exporter.cph.request_metrics import ApiMetrics
+from cph_exporter.refresh.listings import WatchedListings
 from cph_exporter.refresh.shard import WHOLE, Shard
-from cph_exporter.refresh.snapshot import EMPTY, ServerRecord, Snapshot
+from cph_exporter.refresh.snapshot import EMPTY, NOT_WATCHED, ServerRecord, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class Refresher:
         server_filter: Callable[[Server], bool] | None = None,
         phones: bool = False,
         phones_ttl: float = 60.0,
+        watched: WatchedListings | None = None,
         on_refresh: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -84,6 +86,7 @@ class Refresher:
         self._phones: TTLCache[str, tuple[Phone, ...]] = TTLCache(
             maxsize=1, ttl=phones_ttl, timer=timer
         )
+        self._watched = watched  # scheduled events, encode servers, phone models
         self._current = EMPTY
         self._generation = 0
         self._lock = threading.Lock()
@@ -147,6 +150,11 @@ class Refresher:
             log.exception("refresh failed unexpectedly")
             records, error = None, f"internal error: {type(exc).__name__}"
         phones, phones_up = self._refresh_phones(previous, deadline)
+        watched = (
+            NOT_WATCHED
+            if self._watched is None
+            else self._watched.refresh(previous.watched, deadline)
+        )
         now = self._clock()
         self._generation += 1
         if records is None:
@@ -160,6 +168,7 @@ class Refresher:
                 generation=self._generation,
                 phones=phones,
                 phones_up=phones_up,
+                watched=watched,
             )
         else:
             snapshot = Snapshot(
@@ -173,6 +182,7 @@ class Refresher:
                 generation=self._generation,
                 phones=phones,
                 phones_up=phones_up,
+                watched=watched,
             )
         with self._lock:
             self._current = snapshot

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cph_exporter.cph.events import EncodeServer, PhoneModel, ScheduledEvent
 from cph_exporter.cph.models import Phone, Server, ServerDetails
 
 
@@ -11,6 +12,25 @@ from cph_exporter.cph.models import Phone, Server, ServerDetails
 class ServerRecord:
     server: Server
     details: ServerDetails | None  # None: the detail call failed, status still comes from the list
+
+
+@dataclass(frozen=True)
+class Watched:
+    """The listings beside servers and phones, each on its own TTL and failing alone.
+
+    A listing is None when it is not collected or was never listed; its `_up` says whether
+    its latest listing succeeded (on failure the last listing stays).
+    """
+
+    scheduled_events: tuple[ScheduledEvent, ...] | None = None
+    scheduled_events_up: bool = False
+    encode_servers: tuple[EncodeServer, ...] | None = None
+    encode_servers_up: bool = False
+    phone_models: tuple[PhoneModel, ...] | None = None
+    phone_models_up: bool = False
+
+
+NOT_WATCHED = Watched()
 
 
 @dataclass(frozen=True)
@@ -25,6 +45,7 @@ class Snapshot:
     generation: int = 0  # grows with every refresh, so renderers can cache by it
     phones: tuple[Phone, ...] | None = None  # None: not collected, or never listed yet
     phones_up: bool = False  # the latest phone listing succeeded
+    watched: Watched = NOT_WATCHED  # scheduled events, encode servers, phone models
 
     @property
     def servers_without_details(self) -> int:

@@ -49,6 +49,12 @@ class Config:
     phones: bool = True
     phone_details: bool = False
     phones_ttl: float = 60.0
+    scheduled_events: bool = True
+    scheduled_events_ttl: float = 300.0
+    encode_servers: bool = True
+    encode_servers_ttl: float = 60.0
+    phone_capacity: bool = True
+    phone_models_ttl: float = 6 * 3600.0  # flavours change rarely
     config_file: str | None = None
     simulate: bool = False
     simulate_servers: int = 50
@@ -123,6 +129,9 @@ def validate(config: Config) -> Config:
         ("--cph.refresh-timeout", config.refresh_timeout),
         ("--cache.detail-max-age", config.detail_max_age),
         ("--cache.phones-ttl", config.phones_ttl),
+        ("--cache.scheduled-events-ttl", config.scheduled_events_ttl),
+        ("--cache.encode-servers-ttl", config.encode_servers_ttl),
+        ("--cache.phone-models-ttl", config.phone_models_ttl),
     ):
         if value <= 0:
             raise fail(setting, "must be greater than zero")

@@ -3,6 +3,8 @@
 The credentials below are fixed and public: they only ever open this simulator.
 """
 
+import time
+
 from cph_exporter.simulator.fleet import (
     SIMULATOR_PROJECT_ID,
     SIMULATOR_REGION,
@@ -12,6 +14,12 @@ from cph_exporter.simulator.fleet import (
 )
 from cph_exporter.simulator.phones import generate_phones, simulated_project
 from cph_exporter.simulator.server import CphSimulator, Faults
+from cph_exporter.simulator.watched import (
+    MISSING_PHONE_MODEL,
+    generate_encode_servers,
+    generate_phone_models,
+    generate_scheduled_events,
+)
 
 SIMULATOR_ACCESS_KEY = "SIMULATORACCESSKEY0001"
 SIMULATOR_SECRET_KEY = "simulator-secret-key-not-a-real-one"
@@ -27,10 +35,16 @@ def project_simulator(
     examples: bool = True,
     phones: bool = True,
     control: bool = False,
+    watched: bool = True,
+    now: float | None = None,
 ) -> CphSimulator:
     """The simulated project of `--simulate` and `python -m cph_exporter.simulator`: the
-    documented examples and `count` generated servers with their phones, not yet started."""
+    documented examples and `count` generated servers with their phones, not yet started.
+
+    With `watched`, it also has scheduled events (times relative to `now`, default the wall
+    clock), encode servers and phone models for all of its flavours but one."""
     servers, seeded = simulated_project(count, seed, examples=examples)
+    at = time.time() if now is None else now
     return CphSimulator(
         servers,
         {SIMULATOR_ACCESS_KEY: SIMULATOR_SECRET_KEY},
@@ -40,10 +54,14 @@ def project_simulator(
         port,
         phones=seeded if phones else None,
         control=control,
+        scheduled_events=generate_scheduled_events(servers, at, seed) if watched else None,
+        encode_servers=generate_encode_servers(servers, seed) if watched else None,
+        phone_models=generate_phone_models(servers) if watched else None,
     )
 
 
 __all__ = [
+    "MISSING_PHONE_MODEL",
     "SIMULATOR_ACCESS_KEY",
     "SIMULATOR_PROJECT_ID",
     "SIMULATOR_REGION",
@@ -51,8 +69,11 @@ __all__ = [
     "CphSimulator",
     "Faults",
     "documented_examples",
+    "generate_encode_servers",
     "generate_fleet",
+    "generate_phone_models",
     "generate_phones",
+    "generate_scheduled_events",
     "list_entry",
     "project_simulator",
     "simulated_project",

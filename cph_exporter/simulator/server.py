@@ -24,10 +24,17 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from cph_exporter.cph.signing import SignatureError, verify_request
 from cph_exporter.simulator.fleet import list_entry
+from cph_exporter.simulator.watched import BadRequest, answer_watched, created_within
 
 LIST_OPERATION = "ListCloudPhoneServers"
 DETAIL_OPERATION = "GetCloudPhoneServerDetail"
 PHONES_OPERATION = "ListCloudPhones"
+# The calls beside servers and phones, by the last segment of their path.
+WATCHED_OPERATIONS: Mapping[str, str] = {
+    "scheduled-events": "ListScheduledEvents",
+    "encode-servers": "ListEncodeServers",
+    "phone-models": "ListCloudPhoneModels",
+}
 FAULT_KINDS = frozenset(
     {
         "not_found",
@@ -49,6 +56,9 @@ _CONTROL_FAULTS = "/_control/faults"
 _CONTROL_FAULT_KEYS = frozenset({"list_fault", "phone_list_fault", "latency", "throttle_every"})
 _ROUTE = re.compile(r"/v1/(?P<project>[^/]+)/cloud-phone/servers(?:/(?P<server>[^/]+))?/?")
 _PHONES_ROUTE = re.compile(r"/v1/(?P<project>[^/]+)/cloud-phone/phones/?")
+_WATCHED_ROUTE = re.compile(
+    r"/v1/(?P<project>[^/]+)/cloud-phone/(?P<what>scheduled-events|encode-servers|phone-models)/?"
+)
 _JSON = "application/json;charset=UTF-8"
 _HTML_REASONS = {
     502: "Bad Gateway",
@@ -260,6 +270,9 @@ class CphSimulator:
         phones: list[dict[str, Any]] | None = None,
         tls: ssl.SSLContext | None = None,
         control: bool = False,
+        scheduled_events: list[dict[str, Any]] | None = None,
+        encode_servers: list[dict[str, Any]] | None = None,
+        phone_models: list[dict[str, Any]] | None = None,
     ) -> None:
         self.faults = Faults() if faults is None else faults
         # POST /_control/...: change the fleet and faults at run time, from loopback only.
@@ -268,6 +281,14 @@ class CphSimulator:
         # Temporary keys: AK -> the security token the gateway demands with it (read live).
         self.security_tokens: dict[str, str] = {}
         self._phones = tuple(phones or ())  # newest first, as ListCloudPhones sorts them
+        self._watched: dict[str, tuple[dict[str, Any], ...]] = {
+            "ListScheduledEvents": tuple(scheduled_events or ()),
+            "ListEncodeServers": tuple(encode_servers or ()),
+            "ListCloudPhoneModels": tuple(phone_models or ()),
+        }
+        # Operation -> a fault kind (FAULT_KINDS, or "forbidden": 403 as from an IAM policy
+        # without the action), for the calls beside servers and phones; read per request.
+        self.operation_faults: dict[str, str] = {}
         self.project_id = project_id
         self._credentials = credentials
         self._address = (host, port)
@@ -344,6 +365,23 @@ class CphSimulator:
     def set_phones(self, phones: list[dict[str, Any]]) -> None:
         with self._lock:
             self._phones = tuple(phones)
+
+    def set_scheduled_events(self, events: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._watched["ListScheduledEvents"] = tuple(events)
+
+    def set_encode_servers(self, encode_servers: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._watched["ListEncodeServers"] = tuple(encode_servers)
+
+    def set_phone_models(self, models: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._watched["ListCloudPhoneModels"] = tuple(models)
+
+    def watched(self, operation: str) -> list[dict[str, Any]]:
+        """What the call `operation` (ListScheduledEvents, ...) serves, as served."""
+        with self._lock:
+            return [dict(item) for item in self._watched[operation]]
 
     @property
     def calls(self) -> Counter[str]:
@@ -425,12 +463,17 @@ class CphSimulator:
     ) -> _Response:
         """The answer to one HTTP request; `target` is the raw path with query."""
         url = urlsplit(target)
-        route = _ROUTE.fullmatch(url.path) or _PHONES_ROUTE.fullmatch(url.path)
+        route = (
+            _ROUTE.fullmatch(url.path)
+            or _PHONES_ROUTE.fullmatch(url.path)
+            or _WATCHED_ROUTE.fullmatch(url.path)
+        )
         if route is None or method != "GET":
             return _error(404, "APIGW.0101", "The API does not exist or has not been published")
         phones = route.re is _PHONES_ROUTE
-        server_id = None if phones or not route["server"] else unquote(route["server"])
-        operation = (
+        watched = WATCHED_OPERATIONS[route["what"]] if route.re is _WATCHED_ROUTE else None
+        server_id = None if phones or watched or not route["server"] else unquote(route["server"])
+        operation = watched or (
             PHONES_OPERATION if phones else DETAIL_OPERATION if server_id else LIST_OPERATION
         )
         with self._lock:
@@ -455,6 +498,8 @@ class CphSimulator:
                 self._throttled += 1
             return _error(429, "APIGW.0308", THROTTLE_MESSAGE, *retry)
         query = parse_qs(url.query, keep_blank_values=True)
+        if watched is not None:
+            return self._answer_watched(watched, query)
         if phones:
             return self._list_phones(query, faults)
         if server_id is None:
@@ -465,11 +510,21 @@ class CphSimulator:
         try:
             offset = _int_param(query, "offset", 0, low=0)
             limit = _int_param(query, "limit", 100, low=1, high=100)
+            status = _int_param(query, "status", 0) if "status" in query else None
+            phone_type = _int_param(query, "type", 0) if "type" in query else None
         except ValueError as exc:
             return _error(400, "CPH.0100400", f"Invalid parameter: {exc}")
         server_id = query.get("server_id", [None])[-1]
+        name = query.get("phone_name", [None])[-1]  # a fuzzy match, as the API documents
         with self._lock:
-            matching = [p for p in self._phones if server_id in (None, p["server_id"])]
+            matching = [
+                p
+                for p in self._phones
+                if server_id in (None, p["server_id"])
+                and (status is None or p.get("status") == status)
+                and (phone_type is None or p.get("type") == phone_type)
+                and (name is None or name in str(p.get("phone_name", "")))
+            ]
         page = {
             "request_id": _request_id(),
             "count": len(matching),
@@ -478,6 +533,21 @@ class CphSimulator:
         if faults.phone_list_fault is not None:
             not_found = _error(404, "APIGW.0101", "The API does not exist")
             return _faulty(faults.phone_list_fault, page, not_found)
+        return _json(200, page)
+
+    def _answer_watched(self, operation: str, query: dict[str, list[str]]) -> _Response:
+        with self._lock:
+            items = self._watched[operation]
+            kind = self.operation_faults.get(operation)
+        if kind == "forbidden":
+            message = "The IAM or app authorization policy does not allow the request"
+            return _error(403, "APIGW.0302", message)
+        try:
+            page = answer_watched(operation, query, items, _request_id())
+        except BadRequest as exc:
+            return _error(400, "CPH.0100400", f"Invalid parameter: {exc}")
+        if kind is not None:
+            return _faulty(kind, page, _error(404, "APIGW.0101", "The API does not exist"))
         return _json(200, page)
 
     def _over_rate(self, max_rps: float) -> bool:
@@ -517,16 +587,23 @@ class CphSimulator:
             offset = _int_param(query, "offset", 0, low=0)
             limit = _int_param(query, "limit", 100, low=1, high=100)
             status = _int_param(query, "status", 0) if "status" in query else None
+            since = _int_param(query, "create_since", 0) if "create_since" in query else None
+            until = _int_param(query, "create_until", 0) if "create_until" in query else None
         except ValueError as exc:
             return _error(400, "CPH.0100400", f"Invalid parameter: {exc}")
         server_id = query.get("server_id", [None])[-1]
         version = query.get("network_version", [None])[-1]
+        name = query.get("server_name", [None])[-1]  # a fuzzy match, as the API documents
+        phone_model = query.get("phone_model_name", [None])[-1]
         matching = [
             s
             for s in fleet.newest_first
             if (server_id is None or s["server_id"] == server_id)
             and (status is None or s.get("status") == status)
             and (version is None or s.get("network_version") == version)
+            and (name is None or name in str(s.get("server_name", "")))
+            and (phone_model is None or s.get("phone_model_name") == phone_model)
+            and created_within(s, since, until)
         ]
         # Repeating: page k starts one server earlier than the one before it did.
         start = offset - offset // limit if faults.repeat_on_pages else offset
