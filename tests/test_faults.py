@@ -344,8 +344,10 @@ def test_absurd_retry_after_never_delays_the_scrape_or_hammers_the_api(
     sim.faults.throttle_every = 1
     sim.faults.retry_after = retry_after
     expire(exporter)
+    began = time.monotonic()
     got = scrape(exporter, **{"X-Prometheus-Scrape-Timeout-Seconds": "2"})
-    assert exporter.refresher.refreshing  # answered without waiting for the retry
+    # Not held by the absurd wait: far below the 30 s retry cap, whatever the machine's load.
+    assert time.monotonic() - began < 30.0
     assert_complete(got, servers)
     # Nonsense is no licence to retry at once: no second try within half a second.
     time.sleep(0.5)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-TESTS = sorted((REPO / "tests").glob("*.py"))
+TESTS = sorted((REPO / "tests").rglob("*.py"))
 # Modules of this repository: the package, the tests' own modules (test_rules, conftest).
 LOCAL = {"cph_exporter", "tests", "conftest"} | {path.stem for path in TESTS}
 

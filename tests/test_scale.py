@@ -58,7 +58,11 @@ def series(text: str) -> Series:
 
 
 def fleet_series(text: str) -> Series:
-    return {s for s in series(text) if not s[0].startswith("cph_exporter_")}
+    """The snapshot part's samples: the live part (cph_exporter_*, process_*, python_*) changes
+    from one scrape to the next."""
+    return {
+        s for s in series(text) if s[0].startswith("cph_") and not s[0].startswith("cph_exporter_")
+    }
 
 
 def gzip_members(data: bytes) -> list[bytes]:
