@@ -250,7 +250,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         help="how long the phone list is served before it is listed again (default 60s)",
     )
-    add = p.add_argument_group("configuration file").add_argument
     add(
         "--collector.scheduled-events",
         dest="scheduled_events",
@@ -259,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="export Huawei's scheduled maintenance of the servers (ListScheduledEvents); "
         "--no-collector.scheduled-events turns it off (default on)",
     )
-    add(
+    cache.add_argument(
         "--cache.scheduled-events-ttl",
         dest="scheduled_events_ttl",
         type=_duration,
@@ -274,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="export the encode servers' status (ListEncodeServers); "
         "--no-collector.encode-servers turns it off (default on)",
     )
-    add(
+    cache.add_argument(
         "--cache.encode-servers-ttl",
         dest="encode_servers_ttl",
         type=_duration,
@@ -289,13 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="export each server's phone capacity from its flavour (ListCloudPhoneModels); "
         "--no-collector.phone-capacity turns it off (default on)",
     )
-    add(
+    cache.add_argument(
         "--cache.phone-models-ttl",
         dest="phone_models_ttl",
         type=_duration,
         default=6 * 3600.0,
         help="how long the phone models are served before they are listed again (default 6h)",
     )
+    add = p.add_argument_group("configuration file").add_argument
     add(
         "--config.file",
         dest="config_file",

@@ -38,8 +38,9 @@ from cph_exporter.simulator import (
 )
 from tests.helpers.clock import expire
 from tests.helpers.fleet import fleet
+from tests.helpers.rules import CONTRACT
 from tests.helpers.samples import Samples, assert_complete, by_server, samples
-from tests.helpers.scrape import ExporterFactory
+from tests.helpers.scrape import ExporterFactory, get_metrics
 
 LIST = "ListCloudPhoneServers"
 DETAIL = "GetCloudPhoneServerDetail"
@@ -48,16 +49,8 @@ SK = "fault-suite-SK-9d1e3b7c0a5f"
 TOKEN = "fault-suite-SECURITY-TOKEN-5f2a8c41e7"
 SECRETS = (SK, TOKEN)
 CREDENTIALS = Credentials(AK, SK, TOKEN)
-PER_SERVER = (
-    "cph_server_status",
-    "cph_server_state",
-    "cph_server_info",
-    "cph_server_bandwidth_size_bytes_per_second",
-    "cph_server_volume_size_bytes",
-    "cph_server_addresses",
-    "cph_server_created_timestamp_seconds",
-    "cph_server_updated_timestamp_seconds",
-)
+# The per-server families: every cph_server_* of the contract but the phone counts.
+PER_SERVER = tuple(sorted(m for m in CONTRACT if m.startswith("cph_server_")))
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 
 
@@ -111,8 +104,7 @@ def start(make_exporter: ExporterFactory) -> Start:
 
 
 def get(exporter: Exporter, **headers: str) -> requests.Response:
-    response = requests.get(exporter.url + "/metrics", headers=headers, timeout=30)
-    assert response.status_code == 200, response.text
+    response = get_metrics(exporter, **headers)
     assert not any(secret in response.text for secret in SECRETS)
     return response
 

@@ -7,7 +7,6 @@ import argparse
 import platform
 import shutil
 import subprocess
-import sys
 import zlib
 
 import pytest
@@ -17,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cph_exporter.cli import build_parser
 from cph_exporter.settings.config import parse_duration
 from cph_exporter.simulator import CphSimulator
+from tests.helpers.cli import run_cli
 from tests.helpers.scrape import ExporterFactory, scrape
 
 CURL = shutil.which("curl")
@@ -107,16 +107,6 @@ def test_durations_take_prometheus_syntax(text: str, seconds: float) -> None:
 def test_durations_out_of_order_or_unknown_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(text)
-
-
-def run_cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cph_exporter", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", **(env or {})},
-    )
 
 
 HINT = "run 'cph-exporter --help' for the flags"

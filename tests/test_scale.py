@@ -24,7 +24,6 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families
 
-from cph_exporter.app import Exporter
 from cph_exporter.cph.models import parse_details, parse_server
 from cph_exporter.http.exposition import Exposition, accepts_gzip
 from cph_exporter.metrics.servers import ServerCollector
@@ -40,7 +39,7 @@ from cph_exporter.simulator import (
 )
 from tests.helpers.fleet import fleet
 from tests.helpers.net import free_port
-from tests.helpers.scrape import ExporterFactory
+from tests.helpers.scrape import ExporterFactory, get_metrics
 
 LIST = "ListCloudPhoneServers"
 DETAIL = "GetCloudPhoneServerDetail"
@@ -181,18 +180,12 @@ def test_accept_encoding(header: str | None, ok: bool) -> None:
 # ---- the whole exporter against the simulator ----
 
 
-def get(exporter: Exporter, **headers: str) -> requests.Response:
-    response = requests.get(exporter.url + "/metrics", headers=headers, timeout=30)
-    assert response.status_code == 200, response.text
-    return response
-
-
 def test_served_fleet_equals_a_fresh_render_of_the_same_snapshot(
     simulator: CphSimulator, make_exporter: ExporterFactory
 ) -> None:
     exporter = make_exporter(simulator, phones=False)  # the phone families follow otherwise
-    identity = get(exporter, **{"Accept-Encoding": "identity"}).text
-    zipped = get(exporter, **{"Accept-Encoding": "gzip"}).text  # decoded by requests
+    identity = get_metrics(exporter, **{"Accept-Encoding": "identity"}).text
+    zipped = get_metrics(exporter, **{"Accept-Encoding": "gzip"}).text  # decoded by requests
     registry = CollectorRegistry(auto_describe=False)
     snapshot = exporter.refresher.current()
     target_views = (TargetView(SIMULATOR_REGION, SIMULATOR_PROJECT_ID, snapshot),)
@@ -211,7 +204,7 @@ def test_an_unchanged_fleet_is_refreshed_from_list_calls_alone(
     exporter = make_exporter(
         simulator, cache_ttl=0.3, cache_max_stale=60.0, detail_max_age=3600, phones=False
     )
-    first = get(exporter).text
+    first = get_metrics(exporter).text
     # One list pass, or two when this scrape came after the start's refresh had expired.
     assert simulator.calls[LIST] in (1, 2)
     assert dict(simulator.detail_calls) == dict.fromkeys(simulator.detail_calls, 1)
@@ -220,7 +213,7 @@ def test_an_unchanged_fleet_is_refreshed_from_list_calls_alone(
     later = []
     for _ in range(2):  # two refreshes after the TTL
         time.sleep(0.4)
-        later.append(get(exporter).text)
+        later.append(get_metrics(exporter).text)
     assert dict(simulator.calls) == {LIST: 2}
     assert fleet_series(later[0]) == fleet_series(later[1]) == fleet_series(first)
 
@@ -232,7 +225,7 @@ def test_a_changed_server_alone_is_fetched_again(
     exporter = make_exporter(
         simulator, cache_ttl=0.3, cache_max_stale=60.0, detail_max_age=3600, phones=False
     )
-    get(exporter)
+    get_metrics(exporter)
     changed = dict(servers[3], update_time="2030-01-01T00:00:00Z", status=8)
     changed["volumes"] = [
         {"volume_id": "grown", "volume_name": "v", "volume_size": 80, "volume_type": "SSD"}
@@ -240,7 +233,7 @@ def test_a_changed_server_alone_is_fetched_again(
     simulator.set_servers([*servers[:3], changed, *servers[4:]])
     simulator.reset_counters()
     time.sleep(0.4)
-    text = get(exporter).text
+    text = get_metrics(exporter).text
     assert dict(simulator.detail_calls) == {changed["server_id"]: 1}
     volumes = {
         (dict(labels)["volume_id"], value)
@@ -334,7 +327,7 @@ def test_a_fleet_of_whole_pages_is_listed_without_an_empty_page(
     servers = generate_fleet(200, seed=4)
     credentials = {SIMULATOR_ACCESS_KEY: SIMULATOR_SECRET_KEY}
     with CphSimulator(servers, credentials, SIMULATOR_PROJECT_ID) as sim:
-        text = get(make_exporter(sim)).text
+        text = get_metrics(make_exporter(sim)).text
         assert sim.calls[LIST] == 2  # ceil(200 / 100): the answer's count says it is all
     assert len({s for s in fleet_series(text) if s[0] == "cph_server_status"}) == 200
 
@@ -353,10 +346,10 @@ def test_a_refresh_renders_its_snapshot_before_the_next_scrape_needs_it(
         return original(*args)
 
     monkeypatch.setattr(exporter.exposition, "_render", counting)
-    get(exporter, **{"Accept-Encoding": "gzip"})  # the form Prometheus asks for, remembered
+    get_metrics(exporter, **{"Accept-Encoding": "gzip"})  # the form Prometheus asks for, remembered
     renders.clear()
     time.sleep(0.4)  # the TTL runs out
-    get(exporter, **{"Accept-Encoding": "gzip"})  # waits on the refresh, then serves
-    get(exporter, **{"Accept-Encoding": "gzip"})
+    get_metrics(exporter, **{"Accept-Encoding": "gzip"})  # waits on the refresh, then serves
+    get_metrics(exporter, **{"Accept-Encoding": "gzip"})
     assert len(renders) == 1  # once per snapshot
     assert renders[0].startswith("cph-refresh")  # on the refresh's thread, not a scrape's

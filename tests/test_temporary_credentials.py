@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,39 +17,11 @@ from cph_exporter.settings.config_file import load_config_file
 from cph_exporter.simulator import SIMULATOR_PROJECT_ID, CphSimulator
 from cph_exporter.startup import resolve_targets
 from tests.helpers.fleet import fleet
-from tests.helpers.net import serve
+from tests.helpers.metadata import StandIn, metadata_service
 from tests.helpers.samples import assert_complete, samples
 from tests.helpers.scrape import scrape
 
 TEMP_AK = "TEMPORARYACCESSKEY01"
-
-
-class MetadataStandIn(BaseHTTPRequestHandler):
-    """The ECS metadata service: a session token first, then the agency's temporary keys."""
-
-    issued: list[dict[str, str]]  # what each GET of the security key answers, in turn
-    fetches: list[str]  # the X-Metadata-Token of each such GET
-
-    def do_PUT(self) -> None:
-        assert self.path == "/meta-data/latest/api/token"
-        self._answer(b"session-token-1", "text/plain")
-
-    def do_GET(self) -> None:
-        assert self.path == "/openstack/latest/securitykey"
-        cls = type(self)
-        cls.fetches.append(self.headers.get("X-Metadata-Token", ""))
-        credential = cls.issued[min(len(cls.fetches), len(cls.issued)) - 1]
-        self._answer(json.dumps({"credential": credential}).encode(), "application/json")
-
-    def _answer(self, body: bytes, content_type: str) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 def credential(secret: str, token: str, lifetime: timedelta) -> dict[str, str]:
@@ -66,17 +35,15 @@ def credential(secret: str, token: str, lifetime: timedelta) -> dict[str, str]:
 
 
 @pytest.fixture
-def metadata() -> Iterator[tuple[str, type[MetadataStandIn]]]:
-    handler = type("Metadata", (MetadataStandIn,), {"issued": [], "fetches": []})
-    for url in serve(handler):
-        yield url, handler
+def metadata() -> Iterator[StandIn]:
+    yield from metadata_service()
 
 
 def test_temporary_keys_are_signed_with_their_token_and_renewed_before_they_expire(
-    metadata: tuple[str, type[MetadataStandIn]], tmp_path: Path
+    metadata: StandIn, tmp_path: Path
 ) -> None:
-    url, stand_in = metadata
-    stand_in.issued = [
+    url, state = metadata.url, metadata.state
+    state.credentials = [
         credential("temporary-secret-1", "token-1", timedelta(seconds=4)),
         credential("temporary-secret-2", "token-2", timedelta(hours=1)),
     ]
@@ -116,6 +83,12 @@ def test_temporary_keys_are_signed_with_their_token_and_renewed_before_they_expi
         simulator.stop()
     assert second["cph_up"][0][1] == 1
     assert_complete(second, fleet())
-    assert stand_in.fetches == ["session-token-1", "session-token-1"]  # renewed once, by token
+    # Renewed once, each time with the session token of the token dance.
+    fetches = [
+        headers.get("X-Metadata-Token")
+        for method, path, headers in state.requests
+        if method == "GET"
+    ]
+    assert fetches == ["mdtoken-1", "mdtoken-1"]
     codes = {labels["code"] for labels, _ in second["cph_exporter_api_requests_total"]}
     assert codes == {"200"}  # renewed ahead of expiry, not after a 401

@@ -12,7 +12,12 @@ from cph_exporter.app import Exporter
 ExporterFactory = Callable[..., Exporter]
 
 
-def scrape(exporter: Exporter, **headers: str) -> str:
+def get_metrics(exporter: Exporter, **headers: str) -> requests.Response:
+    """GET /metrics with these headers; it must answer 200."""
     response = requests.get(exporter.url + "/metrics", headers=headers, timeout=30)
     assert response.status_code == 200, response.text
-    return response.text
+    return response
+
+
+def scrape(exporter: Exporter, **headers: str) -> str:
+    return get_metrics(exporter, **headers).text

@@ -4,27 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
-import pytest
 import requests
 
 from cph_exporter.simulator import CphSimulator
-from tests.helpers.pki import HASH, PASSWORD, TLS_CONFIG, Files, Pki, make_ca
+from tests.helpers.pki import HASH, PASSWORD, TLS_CONFIG, Files
 from tests.helpers.scrape import ExporterFactory
-
-
-@pytest.fixture(scope="module")
-def pki() -> Pki:
-    return make_ca("test CA")
-
-
-@pytest.fixture
-def files(tmp_path: Path, pki: Pki) -> Files:
-    made = Files(tmp_path, pki)
-    made.write("ca.crt", pki.ca.cert_pem)
-    return made
-
 
 AUTH_CONFIG = (
     TLS_CONFIG

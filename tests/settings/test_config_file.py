@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 import textwrap
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -26,7 +24,7 @@ from cph_exporter.credentials.values import Credentials
 from cph_exporter.settings.config import ConfigError
 from cph_exporter.settings.config_file import load_config_file
 from cph_exporter.settings.target_config import CredentialSpec, ServerFilters, TargetConfig
-from tests.helpers.net import serve
+from tests.helpers.metadata import meta_secret, meta_token, metadata_service
 
 SECRET = "Sk+SECRET/never-shown=="
 TOKEN = "TOKEN-never-shown"
@@ -612,35 +610,10 @@ def test_default_chain_provider(tmp_path: Path) -> None:
     assert provider.get() == Credentials("AKENV", SECRET)
 
 
-class _Metadata(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def _send(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_PUT(self) -> None:
-        self._send(200, b"md-token")
-
-    def do_GET(self) -> None:
-        if self.path != "/openstack/latest/securitykey":
-            self._send(404, b"{}")
-            return
-        credential = {
-            "access": "TMPAK",
-            "secret": SECRET,
-            "securitytoken": TOKEN,
-            "expires_at": "2999-01-01T00:00:00.000000Z",
-        }
-        self._send(200, json.dumps({"credential": credential}).encode())
-
-
 @pytest.fixture
 def metadata_url() -> Iterator[str]:
-    yield from serve(_Metadata)
+    for stand_in in metadata_service():
+        yield stand_in.url
 
 
 def test_metadata_provider_uses_the_configured_url(tmp_path: Path, metadata_url: str) -> None:
@@ -649,7 +622,7 @@ def test_metadata_provider_uses_the_configured_url(tmp_path: Path, metadata_url:
     )
     provider = load_config_file(path)[0].credentials.provider({})
     assert isinstance(provider, MetadataCredentials)
-    assert provider.get() == Credentials("TMPAK", SECRET, TOKEN)
+    assert provider.get() == Credentials("TMPAK1", meta_secret(1), meta_token(1))
 
 
 def test_metadata_provider_default_url_is_not_contacted(tmp_path: Path) -> None:
