@@ -9,13 +9,14 @@ import shutil
 import subprocess
 import sys
 import zlib
+from pathlib import Path
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from cph_exporter.cli import build_parser
-from cph_exporter.settings.config import parse_duration
+from cph_exporter.cli import build_parser, config_from_args
+from cph_exporter.settings.config import Config, parse_duration
 from cph_exporter.simulator import CphSimulator
 from tests.conftest import ExporterFactory, scrape
 
@@ -182,3 +183,30 @@ def test_help_describes_every_flag_in_groups_and_names_the_credential_sources() 
         "HUAWEICLOUD_SDK_IAM_ENDPOINT",
     ):
         assert variable in epilog, variable
+
+
+def test_project_ids_are_32_hex_and_endpoints_http_in_every_mode(tmp_path: Path) -> None:
+    region = ["--cph.region", "cn-north-4"]
+    file = tmp_path / "cph.yml"
+    file.write_text("targets:\n  - {name: a, region: cn-north-4, project_id: '0123'}\n")
+    cases = [
+        ([*region, "--cph.project-id", "0123"], {}, "cph-exporter: --cph.project-id: not a"),
+        (region, {"HUAWEICLOUD_SDK_PROJECT_ID": "0123"}, "cph-exporter: HUAWEICLOUD_SDK_PROJ"),
+        (["--config.file", str(file)], {}, f"cph-exporter: config file {file}: targets[0]."),
+        (["--simulate", "--cph.endpoint", "ftp://x"], {}, "cph-exporter: --cph.endpoint: not"),
+        (["--simulate", "--cph.endpoint", "ftp://u:hunter2@x"], {}, "cph-exporter: --cph.endpoint"),
+    ]
+    for argv, env, start in cases:
+        result = run_cli(*argv, env=env)
+        assert result.returncode == 2, argv
+        assert result.stderr.startswith(start), result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert "hunter2" not in result.stderr
+    assert "32 hex characters" in run_cli(*cases[0][0]).stderr
+    # The API's format is accepted, and plain http for a local stand-in.
+    ok = [*region, "--cph.project-id", "0123456789abcdef" * 2, "--cph.endpoint", "http://x"]
+    assert validate_only(ok).project_id == "0123456789abcdef" * 2
+
+
+def validate_only(argv: list[str]) -> Config:
+    return config_from_args(build_parser().parse_args(argv), {})
