@@ -57,7 +57,10 @@ def series(text: str) -> Series:
 
 
 def fleet_series(text: str) -> Series:
-    return {s for s in series(text) if not s[0].startswith("cph_exporter_")}
+    """The snapshot part's series: not the live cph_exporter_*, process_* and python_* ones."""
+    return {
+        s for s in series(text) if s[0].startswith("cph_") and not s[0].startswith("cph_exporter_")
+    }
 
 
 def gzip_members(data: bytes) -> list[bytes]:
