@@ -16,7 +16,7 @@ from types import FrameType
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.registry import Collector
 
-from cph_exporter import __version__, logsetup
+from cph_exporter import __version__, logsetup, revision
 from cph_exporter.cph.client import CphClient
 from cph_exporter.cph.ratelimit import make_limiter
 from cph_exporter.cph.request_metrics import ApiMetrics
@@ -38,7 +38,7 @@ from cph_exporter.refresh.refresher import Refresher
 from cph_exporter.refresh.targets import Target, TargetSet, TargetSpec, TargetView
 from cph_exporter.settings.config import Config, ConfigError, parse_listen_address
 from cph_exporter.settings.config_file import load_config_file
-from cph_exporter.settings.target_config import flag_target
+from cph_exporter.settings.target_config import TargetConfig, flag_target
 from cph_exporter.settings.web_config_file import load_web_config_file
 from cph_exporter.simulator import (
     SIMULATOR_ACCESS_KEY,
@@ -49,7 +49,7 @@ from cph_exporter.simulator import (
     Faults,
     project_simulator,
 )
-from cph_exporter.startup import resolve_targets, target_spec
+from cph_exporter.startup import check_summary, resolve_targets, start_line, target_spec
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,9 @@ class Exporter:
         verify = _tls_verification(config)
         self.targets = TargetSet([self._target(spec, verify) for spec in targets])
         self.registry.register(
-            ExporterCollector(self.targets.current, config.cache_ttl, __version__)
+            ExporterCollector(
+                self.targets.current, config.cache_ttl, __version__, revision=revision()
+            )
         )
         # The standard process_* and python_* families, as every client_python exporter has them:
         # the custom registry does not get them by default.
@@ -216,7 +218,12 @@ class Exporter:
 
     def serve_forever(self) -> None:
         self.warm_up()
-        log.info("listening on %s", self.config.listen_address)
+        log.info(
+            "listening on %s, metrics at %s%s",
+            self.config.listen_address,
+            self.url,
+            self.config.telemetry_path,
+        )
         self.http.serve_forever()
 
     def close(self) -> None:
@@ -289,14 +296,24 @@ def run(config: Config, environ: Mapping[str, str], check_only: bool = False) ->
     try:
         file_config = load_config_file(config.config_file) if config.config_file else None
         if check_only:
-            targets = f"{len(file_config)} target(s) in {config.config_file}" if file_config else ""
-            print(f"cph-exporter: configuration OK {targets}".rstrip())
+            checked: Sequence[TargetConfig]
+            if config.simulate:
+                checked, source = [flag_target(config)], "--simulate (the embedded simulator)"
+            elif file_config is not None:
+                checked, source = file_config, f"--config.file {config.config_file}"
+            else:
+                checked, source = [flag_target(config)], "the --cph.* flags"
+            print("\n".join(check_summary(checked, environ, config.shard, source)))
             return 0
         if config.simulate:
             simulated = SimulatedProject.start(config)
             config, fixed = simulated.config, simulated.credentials
             logsetup.configure(config.log_level, config.log_format, fixed.secrets)
-            exporter = Exporter(config, lambda: fixed)
+            simulator_keys = "the simulator's fixed credentials"
+            specs = [
+                target_spec(flag_target(config), lambda: fixed, credential_source=simulator_keys)
+            ]
+            exporter = Exporter(config, targets=specs)
         else:
             ledger = SecretLedger()
             logsetup.configure(config.log_level, config.log_format, ledger.secrets)
@@ -322,12 +339,14 @@ def run(config: Config, environ: Mapping[str, str], check_only: bool = False) ->
             simulated.simulator.server_count,
             simulated.url,
         )
+    log.info("%s", start_line(specs, revision()))
     _stop_on(signal.SIGTERM, exporter.http.shutdown)
     try:
         exporter.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        log.info("stopping: closing the listener and the API connections")
         exporter.close()
         if simulated is not None:
             simulated.stop()

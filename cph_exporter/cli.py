@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--cph.project-id",
         dest="project_id",
         default=None,
-        help="project ID (env HUAWEICLOUD_SDK_PROJECT_ID)",
+        help="project ID, 32 hex characters (env HUAWEICLOUD_SDK_PROJECT_ID; default: looked up "
+        "from the region through IAM)",
     )
     add(
         "--cph.endpoint",
@@ -363,7 +364,9 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Co
     except ValueError as exc:
         raise ConfigError(f"--shard: {exc}") from None
     if fields["project_id"] is None:
-        fields["project_id"] = project_id_from_env(environ)
+        # Only flags use it: --simulate and --config.file targets bring their own.
+        used = not fields["simulate"] and fields["config_file"] is None
+        fields["project_id"] = project_id_from_env(environ, check=used)
     return validate(Config(**fields))
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import requests
 
+from cph_exporter import __version__
 from cph_exporter.cph.iam import ProjectIdResolver, ProjectLookupError
 from cph_exporter.credentials.ledger import SecretLedger
 from cph_exporter.credentials.providers import (
@@ -19,6 +20,7 @@ from cph_exporter.credentials.providers import (
     CredentialsNotFound,
 )
 from cph_exporter.credentials.values import Credentials
+from cph_exporter.refresh.shard import Shard
 from cph_exporter.refresh.targets import TargetSpec
 from cph_exporter.settings.config import ConfigError
 from cph_exporter.settings.target_config import ServerFilters, TargetConfig
@@ -40,6 +42,7 @@ def target_spec(
     credentials: Callable[[], Credentials],
     on_auth_failure: Callable[[], None] | None = None,
     project_id: str | None = None,
+    credential_source: str = "",
 ) -> TargetSpec:
     """The one way a target is built, from flags, the config file or the simulator alike."""
     filters = target.filters
@@ -52,6 +55,7 @@ def target_spec(
         server_ids=target.server_ids,
         server_filter=_server_filter(filters) if filters else None,
         name=target.name,
+        credential_source=credential_source,
     )
 
 
@@ -87,8 +91,6 @@ def resolve_targets(
         where = "" if from_flags else f"config file target {target.name!r}: "
         provider = target.credentials.provider(environ)
         _checked(provider, ledger, f"{where}credentials")
-        if from_flags:
-            log.info("using credentials from %s", provider.describe())
         project_id = target.project_id
         if not project_id:
             resolver = ProjectIdResolver(
@@ -108,13 +110,57 @@ def resolve_targets(
         if other != target.name:
             # Their series would collide: cph_up and servers carry region and project_id only.
             raise ConfigError(f"{where}watches the same project as target {other!r}")
-        specs.append(target_spec(target, ledger.issuing(provider), provider.invalidate, project_id))
-        if not from_flags:
-            log.info(
-                "target %s: region %s, project %s, credentials from %s",
-                target.name,
-                target.region,
-                project_id,
-                provider.describe(),
-            )
+        # After the check above, a chain describes the source that answered, not the chain.
+        source = provider.describe()
+        credentials = ledger.issuing(provider)
+        specs.append(target_spec(target, credentials, provider.invalidate, project_id, source))
     return specs
+
+
+# ---------------------------------------------------------------------------------------------
+# What the operator is told: one start line, and the --config.check summary
+
+
+def start_line(specs: Sequence[TargetSpec], revision: str = "") -> str:
+    """Version, and each target's region, project, endpoint and credential source (by kind)."""
+    built = f" (revision {revision})" if revision else ""
+    targets = "; ".join(
+        (f"target {spec.name}: " if spec.name else "")
+        + f"region {spec.region}, project {spec.project_id}, endpoint {spec.endpoint}, "
+        f"credentials from {spec.credential_source or 'the caller'}"
+        + (f", {len(spec.server_ids)} server IDs" if spec.server_ids else "")
+        for spec in specs
+    )
+    return f"cph-exporter {__version__}{built} starting with {len(specs)} target(s): {targets}"
+
+
+def check_summary(
+    targets: Sequence[TargetConfig], environ: Mapping[str, str], shard: Shard, source: str
+) -> list[str]:
+    """One block per target, from the settings alone: nothing is read or asked for."""
+    lines = [f"configuration OK: {len(targets)} target(s) from {source}"]
+    for target in targets:
+        lines += [
+            f"target {target.name or '(flags)'}:",
+            f"  region:       {target.region}",
+            f"  project:      {target.project_id or 'looked up at start (IAM)'}",
+            f"  endpoint:     {target.endpoint}",
+            f"  credentials:  {target.credentials.provider(environ).describe()}",
+            f"  servers:      {_servers(target)}",
+            f"  shard:        {'all servers (0/1)' if shard.whole else shard}",
+        ]
+    return lines
+
+
+def _servers(target: TargetConfig) -> str:
+    chosen = []
+    if target.server_ids:
+        chosen.append("only IDs " + ", ".join(target.server_ids))
+    filters = target.filters
+    if filters.network_version is not None:
+        chosen.append(f"network_version {filters.network_version}")
+    if filters.name_pattern is not None:
+        chosen.append(f"name matching {filters.name_pattern.pattern!r}")
+    if filters.statuses is not None:
+        chosen.append("status in " + ", ".join(str(s) for s in sorted(filters.statuses)))
+    return "; ".join(chosen) or "all listed"

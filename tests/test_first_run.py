@@ -4,18 +4,32 @@ command line, the start-up log and the configuration check say what they mean.""
 from __future__ import annotations
 
 import argparse
+import logging
 import platform
 import shutil
+import signal
 import subprocess
+import sys
 import zlib
+from pathlib import Path
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from cph_exporter.cli import build_parser
-from cph_exporter.settings.config import parse_duration
-from cph_exporter.simulator import CphSimulator
+import cph_exporter
+from cph_exporter import __version__
+from cph_exporter.cli import build_parser, config_from_args
+from cph_exporter.credentials.chain import ChainCredentials
+from cph_exporter.credentials.providers import EnvCredentials, ProfileCredentials
+from cph_exporter.settings.config import Config, parse_duration
+from cph_exporter.simulator import (
+    SIMULATOR_ACCESS_KEY,
+    SIMULATOR_PROJECT_ID,
+    SIMULATOR_REGION,
+    SIMULATOR_SECRET_KEY,
+    CphSimulator,
+)
 from tests.helpers.cli import run_cli
 from tests.helpers.scrape import ExporterFactory, scrape
 
@@ -172,3 +186,194 @@ def test_help_describes_every_flag_in_groups_and_names_the_credential_sources() 
         "HUAWEICLOUD_SDK_IAM_ENDPOINT",
     ):
         assert variable in epilog, variable
+
+
+def test_project_ids_are_32_hex_and_endpoints_http_in_every_mode(tmp_path: Path) -> None:
+    region = ["--cph.region", "cn-north-4"]
+    file = tmp_path / "cph.yml"
+    file.write_text("targets:\n  - {name: a, region: cn-north-4, project_id: '0123'}\n")
+    cases = [
+        ([*region, "--cph.project-id", "0123"], {}, "cph-exporter: --cph.project-id: not a"),
+        (region, {"HUAWEICLOUD_SDK_PROJECT_ID": "0123"}, "cph-exporter: HUAWEICLOUD_SDK_PROJ"),
+        (["--config.file", str(file)], {}, f"cph-exporter: config file {file}: targets[0]."),
+        (["--simulate", "--cph.endpoint", "ftp://x"], {}, "cph-exporter: --cph.endpoint: not"),
+        (["--simulate", "--cph.endpoint", "ftp://u:hunter2@x"], {}, "cph-exporter: --cph.endpoint"),
+    ]
+    for argv, env, start in cases:
+        result = run_cli(*argv, env=env)
+        assert result.returncode == 2, argv
+        assert result.stderr.startswith(start), result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert "hunter2" not in result.stderr
+    assert "32 hex characters" in run_cli(*cases[0][0]).stderr
+    # The API's format is accepted, and plain http for a local stand-in.
+    ok = [*region, "--cph.project-id", "0123456789abcdef" * 2, "--cph.endpoint", "http://x"]
+    assert validate_only(ok).project_id == "0123456789abcdef" * 2
+
+
+def validate_only(argv: list[str]) -> Config:
+    return config_from_args(build_parser().parse_args(argv), {})
+
+
+class Started:
+    """`python -m cph_exporter` in the background, its log read until a line shows up."""
+
+    def __init__(self, *argv: str, env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cph_exporter", "--web.listen-address", "127.0.0.1:0", *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", **(env or {})},
+        )
+        self.lines: list[str] = []
+
+    def wait_for(self, needle: str) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line)
+            if needle in line:
+                return
+        raise AssertionError(f"exited before {needle!r}: {''.join(self.lines)}")
+
+    def terminate(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        _, rest = self.process.communicate(timeout=60)
+        self.lines += rest.splitlines(keepends=True)
+        return self.process.returncode
+
+
+def test_each_start_fact_is_logged_once_and_sigterm_is_one_info_line(
+    simulator: CphSimulator,
+) -> None:
+    secret = SIMULATOR_SECRET_KEY
+    running = Started(
+        "--cph.region",
+        SIMULATOR_REGION,
+        "--cph.project-id",
+        SIMULATOR_PROJECT_ID,
+        "--cph.endpoint",
+        simulator.url,
+        env={"HUAWEICLOUD_SDK_AK": SIMULATOR_ACCESS_KEY, "HUAWEICLOUD_SDK_SK": secret},
+    )
+    running.wait_for("listening on")
+    assert running.terminate() == 0
+    log = "".join(running.lines)
+    assert secret not in log
+    (start,) = [line for line in running.lines if "credentials from" in line]
+    assert "level=info" in start
+    for fact in (
+        f"cph-exporter {__version__}",
+        f"region {SIMULATOR_REGION}",
+        f"project {SIMULATOR_PROJECT_ID}",
+        f"endpoint {simulator.url}",
+        "1 target(s)",
+        "credentials from environment",
+    ):
+        assert fact in start, fact
+    assert [line for line in running.lines if "stopping" in line] == [running.lines[-1]]
+    assert "level=warn" not in log and "level=error" not in log, log
+
+    # Stopped while a slow refresh is under way: the cut-short calls are no warnings.
+    slow = Started("--simulate", "--simulate.latency", "500ms")
+    slow.wait_for("listening on")
+    assert slow.terminate() == 0
+    assert [line for line in slow.lines if "level=warn" in line] == []
+    assert "stopping" in slow.lines[-1] and "level=info" in slow.lines[-1]
+
+
+def test_a_reread_that_finds_the_same_source_says_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    environ = {"HUAWEICLOUD_SDK_AK": "ak", "HUAWEICLOUD_SDK_SK": "sk"}
+    profile = tmp_path / "credentials"
+    profile.write_text("[basic]\nak = ak2\nsk = sk2\n")
+    chain = ChainCredentials([EnvCredentials(environ), ProfileCredentials(str(profile))])
+    caplog.set_level(logging.INFO)
+    chain.get()
+    chain.invalidate()
+    chain.get()
+    assert caplog.messages == []  # the start line names the source; nothing changed since
+    environ.clear()  # the keys moved to the profile file
+    chain.invalidate()
+    assert chain.get().access_key == "ak2"
+    assert caplog.messages == [
+        f"credentials now from profile file {profile} (were from environment)"
+    ]
+
+
+def test_a_failed_first_refresh_says_nothing_was_fetched(
+    simulator: CphSimulator, make_exporter: ExporterFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    simulator.faults.list_fault = "html_502"
+    caplog.set_level(logging.WARNING, logger="cph_exporter.refresh.refresher")
+    scrape(make_exporter(simulator, phones=False))
+    failed = [m for m in caplog.messages if m.startswith("refresh failed")]
+    assert failed and all("no data was ever fetched" in m for m in failed)
+    assert not any("serving the last data" in m for m in caplog.messages)
+    simulator.faults.list_fault = None
+
+
+def test_config_check_prints_a_summary_of_each_target(tmp_path: Path) -> None:
+    file = tmp_path / "cph.yml"
+    file.write_text(
+        "targets:\n"
+        "  - name: prod\n"
+        "    region: cn-north-4\n"
+        f"    project_id: {SIMULATOR_PROJECT_ID}\n"
+        "    credentials: {access_key_env: PROD_AK, secret_key_env: PROD_SK}\n"
+        "    filters: {network_version: v2, name_pattern: '^game-', status: [5, 2]}\n"
+        "  - name: lab\n"
+        "    region: cn-east-3\n"
+        "    endpoint: http://127.0.0.1:1/\n"
+    )
+    result = run_cli(
+        "--config.file", str(file), "--config.check", "--shard", "1/3", env={"PROD_SK": "s3cr3t"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert "s3cr3t" not in result.stdout
+    blocks = result.stdout.split("target ")
+    assert blocks[0].startswith(f"configuration OK: 2 target(s) from --config.file {file}")
+    prod, lab = blocks[1], blocks[2]
+    assert "region:       cn-north-4" in prod
+    assert f"project:      {SIMULATOR_PROJECT_ID}" in prod
+    assert "endpoint:     https://cph.cn-north-4.myhuaweicloud.com" in prod
+    assert "credentials:  environment variables PROD_AK, PROD_SK" in prod
+    assert "servers:      network_version v2; name matching '^game-'; status in 2, 5" in prod
+    assert "shard:        1/3" in prod
+    assert "project:      looked up at start" in lab
+    assert "endpoint:     http://127.0.0.1:1" in lab
+    assert "credentials:  credential chain (environment" in lab
+    assert "servers:      all listed" in lab
+
+    flags = run_cli("--cph.region", "cn-north-4", "--cph.server-id", "s1", "--config.check")
+    assert flags.returncode == 0, flags.stderr
+    assert "from the --cph.* flags" in flags.stdout and "only IDs s1" in flags.stdout
+    assert "shard:        all servers (0/1)" in flags.stdout
+    bad = run_cli("--cph.region", "cn-north-4", "--cph.project-id", "x", "--config.check")
+    assert bad.returncode == 2 and bad.stdout == ""
+
+
+def test_build_info_carries_the_git_revision(
+    simulator: CphSimulator, make_exporter: ExporterFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkout = Path(cph_exporter.__file__).resolve().parent.parent
+    git = shutil.which("git")
+    in_git = git is not None and (checkout / ".git").exists()
+    if in_git:
+        head = subprocess.run(
+            [str(git), "-C", str(checkout), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    else:
+        head = "f" * 40
+        monkeypatch.setenv(cph_exporter.REVISION_ENV, head)
+    cph_exporter.revision.cache_clear()
+    families = {f.name: f for f in text_string_to_metric_families(scrape(make_exporter(simulator)))}
+    (build,) = families["cph_exporter_build_info"].samples
+    assert build.labels["revision"] == head
+    assert build.labels["version"] == __version__
+    assert len(head) == 40
+    cph_exporter.revision.cache_clear()

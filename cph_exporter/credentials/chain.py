@@ -39,6 +39,7 @@ class ChainCredentials:
         self._providers = tuple(providers)
         self._lock = threading.Lock()
         self._active: CredentialProvider | None = None
+        self._last_used: CredentialProvider | None = None  # survives invalidate()
 
     @property
     def providers(self) -> tuple[CredentialProvider, ...]:
@@ -80,9 +81,19 @@ class ChainCredentials:
                     reasons.append(str(exc))
                     continue
                 self._active = provider
-                log.info("using credentials from %s", provider.describe())
+                self._note_source(provider)
                 return creds
             raise CredentialsNotFound("no credentials found: " + "; ".join(reasons))
+
+    def _note_source(self, provider: CredentialProvider) -> None:
+        """Said once: the start line names the first source, a re-read only a change."""
+        previous, self._last_used = self._last_used, provider
+        if previous is None or previous is provider:
+            log.debug("using credentials from %s", provider.describe())
+        else:
+            log.info(
+                "credentials now from %s (were from %s)", provider.describe(), previous.describe()
+            )
 
     def invalidate(self) -> None:
         with self._lock:

@@ -22,10 +22,12 @@ class ExporterCollector(Collector):
         ttl: float,
         version: str,
         clock: Callable[[], float] = time.time,
+        revision: str = "",
     ) -> None:
         self._views = views
         self._ttl = ttl
         self._version = version
+        self._revision = revision
         self._clock = clock
 
     def describe(self) -> list[Metric]:
@@ -35,10 +37,10 @@ class ExporterCollector(Collector):
         snapshots = [view.snapshot for view in self._views()]
         build = GaugeMetricFamily(
             "cph_exporter_build_info",
-            "Version of the exporter and of the Python running it, value 1.",
-            labels=("version", "python_version"),
+            "Version and git revision of the exporter and the Python running it, value 1.",
+            labels=("version", "revision", "python_version"),
         )
-        build.add_metric((self._version, platform.python_version()), 1.0)
+        build.add_metric((self._version, self._revision, platform.python_version()), 1.0)
         yield build
         yield GaugeMetricFamily(
             "cph_exporter_cache_ttl_seconds",

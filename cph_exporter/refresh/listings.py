@@ -58,7 +58,10 @@ class Listing(Generic[T]):
         self._cache: TTLCache[str, tuple[T, ...]] = TTLCache(maxsize=1, ttl=ttl, timer=monotonic)
 
     def refresh(
-        self, previous: tuple[T, ...] | None, deadline: float
+        self,
+        previous: tuple[T, ...] | None,
+        deadline: float,
+        warn: Callable[..., None] = log.warning,
     ) -> tuple[tuple[T, ...] | None, bool]:
         cached = self._cache.get(_KEY)
         if cached is not None:
@@ -66,7 +69,7 @@ class Listing(Generic[T]):
         try:
             entries = self._fetch(deadline)
         except ApiError as exc:
-            log.warning("%s unavailable, serving the last ones: %s", self.name, exc)
+            warn("%s unavailable, serving the last ones: %s", self.name, exc)
             return previous, False
         except Exception:  # a bug here must cost this listing, never the refresh
             log.exception("%s: listing failed unexpectedly", self.name)
@@ -149,16 +152,23 @@ class WatchedListings:
                 monotonic=monotonic,
             )
 
-    def refresh(self, previous: Watched, deadline: float) -> Watched:
+    def refresh(
+        self, previous: Watched, deadline: float, warn: Callable[..., None] = log.warning
+    ) -> Watched:
+        """Each listing whose TTL ran out, listed again; `warn` reports the failures."""
         events, events_up = None, False
         if self.scheduled_events is not None:
-            events, events_up = self.scheduled_events.refresh(previous.scheduled_events, deadline)
+            events, events_up = self.scheduled_events.refresh(
+                previous.scheduled_events, deadline, warn
+            )
         encoders, encoders_up = None, False
         if self.encode_servers is not None:
-            encoders, encoders_up = self.encode_servers.refresh(previous.encode_servers, deadline)
+            encoders, encoders_up = self.encode_servers.refresh(
+                previous.encode_servers, deadline, warn
+            )
         models, models_up = None, False
         if self.phone_models is not None:
-            models, models_up = self.phone_models.refresh(previous.phone_models, deadline)
+            models, models_up = self.phone_models.refresh(previous.phone_models, deadline, warn)
         return Watched(
             scheduled_events=events,
             scheduled_events_up=events_up,

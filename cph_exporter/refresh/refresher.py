@@ -95,6 +95,7 @@ class Refresher:
         self._fetchers = concurrent.futures.ThreadPoolExecutor(
             concurrency, thread_name_prefix="cph-detail"
         )
+        self._closing = threading.Event()
 
     @property
     def refreshing(self) -> bool:
@@ -126,8 +127,13 @@ class Refresher:
             return self._within_staleness(self._current)
 
     def close(self) -> None:
+        # A refresh cut short by the shutdown is expected: its failures are not warnings.
+        self._closing.set()
         self._runner.shutdown(wait=False, cancel_futures=True)
         self._fetchers.shutdown(wait=False, cancel_futures=True)
+
+    def _warn(self, message: str, *args: object) -> None:
+        log.log(logging.DEBUG if self._closing.is_set() else logging.WARNING, message, *args)
 
     def _within_staleness(self, snapshot: Snapshot) -> Snapshot:
         """Past the maximum staleness, old per-server data is dropped rather than shown as true."""
@@ -147,18 +153,24 @@ class Refresher:
             else:
                 records, error = self._fetch_listed(deadline)
         except Exception as exc:  # a bug must not stop refreshing for good
-            log.exception("refresh failed unexpectedly")
+            if self._closing.is_set():  # the pools were shut down under the refresh
+                log.debug("refresh cut short by the shutdown: %r", exc)
+            else:
+                log.exception("refresh failed unexpectedly")
             records, error = None, f"internal error: {type(exc).__name__}"
         phones, phones_up = self._refresh_phones(previous, deadline)
         watched = (
             NOT_WATCHED
             if self._watched is None
-            else self._watched.refresh(previous.watched, deadline)
+            else self._watched.refresh(previous.watched, deadline, self._warn)
         )
         now = self._clock()
         self._generation += 1
         if records is None:
-            log.warning("refresh failed, serving the last data: %s", error)
+            if previous.data_at is None:
+                self._warn("refresh failed, and no data was ever fetched to serve: %s", error)
+            else:
+                self._warn("refresh failed, serving the last data: %s", error)
             snapshot = dataclasses.replace(
                 previous,
                 up=False,
@@ -268,7 +280,10 @@ class Refresher:
             else:
                 entries = self._client.list_phones(deadline).entries
         except ApiError as exc:
-            log.warning("phones unavailable, serving the last ones: %s", exc)
+            if previous.phones is None:
+                self._warn("phones unavailable, and none were ever listed: %s", exc)
+            else:
+                self._warn("phones unavailable, serving the last ones: %s", exc)
             return previous.phones, False
         phones: dict[str, Phone] = {}
         for entry in entries:
@@ -301,9 +316,9 @@ class Refresher:
                     out_of_time += 1  # one line for all of them, not thousands
                     log.debug("server %s: details unavailable: %s", server_id, exc)
                 else:
-                    log.warning("server %s: details unavailable: %s", server_id, exc)
+                    self._warn("server %s: details unavailable: %s", server_id, exc)
         if out_of_time:
-            log.warning(
+            self._warn(
                 "%d detail calls not made: the refresh deadline came first (rate limit or a slow "
                 "API); the next refresh fetches them",
                 out_of_time,

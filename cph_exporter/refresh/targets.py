@@ -29,6 +29,7 @@ class TargetSpec:
     server_ids: tuple[str, ...] = ()
     server_filter: Callable[[Server], bool] | None = None
     name: str = ""
+    credential_source: str = ""  # where the credentials come from, by kind: never a value
 
 
 @dataclass(frozen=True)

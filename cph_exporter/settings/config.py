@@ -75,6 +75,27 @@ _DURATION_UNITS = (
 _DURATION = re.compile("".join(rf"(?:(\d+(?:\.\d+)?){unit})?" for unit, _ in _DURATION_UNITS))
 REGION = re.compile(r"^[a-z]{2,}(?:-[a-z0-9]+)+$")
 IDENTIFIER = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# The API's project IDs: 32 hex characters, as in the console and in every request URL.
+PROJECT_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+
+
+def project_id_problem(project_id: str) -> str | None:
+    """Why this is not a project ID, or None when it is one."""
+    if PROJECT_ID.match(project_id):
+        return None
+    return f"not a project ID: {project_id!r} (expected 32 hex characters, as the console shows)"
+
+
+def endpoint_problem(endpoint: str) -> str | None:
+    """Why this cannot be the API's endpoint, or None when it can."""
+    if "@" in endpoint:  # refused before it is echoed: it may hold a password
+        return "must not carry credentials or a query"
+    url = urlsplit(endpoint)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return f"not an http(s) URL: {endpoint!r}"
+    if url.username or url.password or url.query:
+        return "must not carry credentials or a query"
+    return None
 
 
 def parse_duration(text: str) -> float:
@@ -159,6 +180,10 @@ def validate(config: Config) -> Config:
     ):
         if url_text and urlsplit(url_text).scheme not in ("http", "https"):
             raise fail(setting, f"not an http(s) URL: {url_text!r}")
+    if config.endpoint:  # in every mode: --simulate too, where the simulator replaces it
+        problem = endpoint_problem(config.endpoint)
+        if problem:
+            raise fail("--cph.endpoint", problem)
     if config.config_file is not None:
         if config.simulate:
             raise fail("--config.file", "not with --simulate")
@@ -172,16 +197,17 @@ def validate(config: Config) -> Config:
     if not REGION.match(config.region):
         raise fail("--cph.region", f"not a region name: {config.region!r}")
     # No project ID: it is looked up from the region through IAM once credentials are known.
-    if config.project_id and not IDENTIFIER.match(config.project_id):
-        raise fail("--cph.project-id", f"not a project ID: {config.project_id!r}")
+    problem = project_id_problem(config.project_id) if config.project_id else None
+    if problem:
+        raise fail("--cph.project-id", problem)
     endpoint = config.endpoint or ENDPOINT_TEMPLATE.format(region=config.region)
-    url = urlsplit(endpoint)
-    if url.scheme not in ("http", "https") or not url.hostname:
-        raise fail("--cph.endpoint", f"not an http(s) URL: {endpoint!r}")
-    if url.username or url.password or url.query:
-        raise fail("--cph.endpoint", "must not carry credentials or a query")
     return Config(**{**config.__dict__, "endpoint": endpoint.rstrip("/")})
 
 
-def project_id_from_env(environ: Mapping[str, str]) -> str:
-    return environ.get("HUAWEICLOUD_SDK_PROJECT_ID", "").strip()
+def project_id_from_env(environ: Mapping[str, str], check: bool = True) -> str:
+    """HUAWEICLOUD_SDK_PROJECT_ID, checked here (when it is used) so the error names it."""
+    project_id = environ.get("HUAWEICLOUD_SDK_PROJECT_ID", "").strip()
+    problem = project_id_problem(project_id) if project_id and check else None
+    if problem:
+        raise ConfigError(f"HUAWEICLOUD_SDK_PROJECT_ID: {problem}")
+    return project_id

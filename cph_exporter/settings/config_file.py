@@ -28,7 +28,13 @@ from urllib.parse import urlsplit
 import yaml
 
 from cph_exporter.credentials.metadata import METADATA_URL
-from cph_exporter.settings.config import ENDPOINT_TEMPLATE, IDENTIFIER, REGION, ConfigError
+from cph_exporter.settings.config import (
+    ENDPOINT_TEMPLATE,
+    IDENTIFIER,
+    REGION,
+    ConfigError,
+    project_id_problem,
+)
 from cph_exporter.settings.target_config import (
     NETWORK_VERSIONS,
     TARGET_NAME,
@@ -179,8 +185,11 @@ class _Parser(NodeParser):
         project_id = ""
         if "project_id" in entries:
             project_id = self.string(entries["project_id"], where("project_id"))
-            if not IDENTIFIER.match(project_id):
-                self.fail(where("project_id"), f"not a project ID: {_show(project_id)}")
+            if project_id_problem(project_id):
+                self.fail(
+                    where("project_id"),
+                    f"not a project ID: {_show(project_id)} (expected 32 hex characters)",
+                )
         endpoint = ENDPOINT_TEMPLATE.format(region=region)
         if "endpoint" in entries:
             endpoint = self.url(entries["endpoint"], where("endpoint"))

@@ -167,9 +167,12 @@ def test_no_phone_collector_makes_no_phone_calls(
     assert not any(name.startswith(("cph_phone", "cph_server_phones")) for name in got)
 
 
+PROJECT = "abcdef0123456789abcdef0123456789"
+
+
 def test_config_check(tmp_path: Path) -> None:
     good = tmp_path / "good.yml"
-    good.write_text("targets:\n  - {name: a, region: cn-north-4, project_id: abc}\n")
+    good.write_text(f"targets:\n  - {{name: a, region: cn-north-4, project_id: {PROJECT}}}\n")
     result = run_cli("--config.file", str(good), "--config.check")
     assert result.returncode == 0, result.stderr
     assert "1 target(s)" in result.stdout
@@ -185,9 +188,9 @@ def test_two_targets_on_one_project_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "dup.yml"
     path.write_text(
         "targets:\n"
-        "  - {name: a, region: cn-north-4, project_id: abc, credentials: "
+        f"  - {{name: a, region: cn-north-4, project_id: {PROJECT}, credentials: "
         "{access_key_env: AK, secret_key_env: SK}}\n"
-        "  - {name: b, region: cn-north-4, project_id: abc, credentials: "
+        f"  - {{name: b, region: cn-north-4, project_id: {PROJECT}, credentials: "
         "{access_key_env: AK, secret_key_env: SK}}\n"
     )
     result = run_cli("--config.file", str(path), env={"AK": "ak", "SK": "sk-secret-value"})

@@ -8,7 +8,7 @@ from cph_exporter.cli import build_parser, config_from_args
 from cph_exporter.settings.config import ConfigError, parse_duration
 from tests.helpers.cli import run_cli
 
-BASE = ["--cph.region", "cn-north-4", "--cph.project-id", "0123abcd"]
+BASE = ["--cph.region", "cn-north-4", "--cph.project-id", "0123abcd" * 4]
 
 
 def config(argv: list[str], environ: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
@@ -41,9 +41,9 @@ def test_defaults() -> None:
 def test_project_id_from_env_and_repeatable_server_ids() -> None:
     cfg = config(
         ["--cph.region", "cn-east-3", "--cph.server-id", "a1", "--cph.server-id", "b2"],
-        {"HUAWEICLOUD_SDK_PROJECT_ID": "fromenv"},
+        {"HUAWEICLOUD_SDK_PROJECT_ID": "f00dcafe" * 4},
     )
-    assert cfg.project_id == "fromenv"
+    assert cfg.project_id == "f00dcafe" * 4
     assert cfg.server_ids == ("a1", "b2")
 
 

@@ -422,7 +422,7 @@ def test_every_credential_kind_loads(tmp_path: Path) -> None:
         targets:
           - name: prod-north
             region: cn-north-4
-            project_id: 0123
+            project_id: 00000000000000000000000000000123
             endpoint: https://cph.example.com:8443/
             iam_endpoint: https://iam.example.com
             credentials:
@@ -469,7 +469,7 @@ def test_every_credential_kind_loads(tmp_path: Path) -> None:
     assert prod == TargetConfig(
         name="prod-north",
         region="cn-north-4",
-        project_id="0123",  # as written, not the number 123
+        project_id="00000000000000000000000000000123",  # as written, not the number 123
         endpoint="https://cph.example.com:8443",
         iam_endpoint="https://iam.example.com",
         credentials=CredentialSpec(
