@@ -1,5 +1,5 @@
 # cph-exporter container image.
-#   docker build -t cph-exporter .
+#   docker build -t cph-exporter --build-arg REVISION="$(git rev-parse HEAD)" .
 #   docker run --rm -p 9852:9852 cph-exporter --simulate
 # Credentials come only at run time, from the environment (HUAWEICLOUD_SDK_AK,
 # HUAWEICLOUD_SDK_SK, HUAWEICLOUD_SDK_PROJECT_ID); none are baked into the image.
@@ -20,12 +20,17 @@ RUN python -m venv /opt/venv \
 FROM ${PYTHON_IMAGE}
 # The release in pyproject.toml; `docker build --build-arg VERSION=...` when it changes.
 ARG VERSION=0.1.0
+# The git commit built: `--build-arg REVISION=$(git rev-parse HEAD)`; cph_exporter_build_info
+# shows it (the image holds no .git to read it from).
+ARG REVISION=""
 LABEL org.opencontainers.image.title="cph-exporter" \
       org.opencontainers.image.description="Prometheus exporter for Huawei Cloud Cloud Phone Host (CPH) servers" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://github.com/cph-exporter/cph-exporter" \
-      org.opencontainers.image.version="${VERSION}"
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
 ENV PATH=/opt/venv/bin:$PATH \
+    CPH_EXPORTER_REVISION=${REVISION} \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     CPH_EXPORTER_HEALTHCHECK_URL=http://127.0.0.1:9852/-/healthy

@@ -254,6 +254,10 @@ def test_image_labels_name_the_source_and_the_release() -> None:
     assert labels["org.opencontainers.image.version"] == "${VERSION}"
     args = dict(a.split("=", 1) for op, a in runtime if op == "ARG" and "=" in a)
     assert args["VERSION"] == project["version"]
+    # The revision label and build_info's revision come from one build argument.
+    assert labels["org.opencontainers.image.revision"] == "${REVISION}"
+    env = " ".join(arg for op, arg in runtime if op == "ENV")
+    assert "CPH_EXPORTER_REVISION=${REVISION}" in env
 
 
 def test_the_build_stage_copies_what_pyproject_names() -> None:
