@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from cph_exporter.cph.models import ParseError, clean_text, parse_int, parse_time
+from cph_exporter.cph.models import clean_text, identified_entry, parse_int, parse_time
 
 # Beyond the forms parse_time knows: the space form with fractional seconds, and the ISO
 # form without its Z (both UTC, as every time of this API).
@@ -63,17 +63,8 @@ class ScheduledEvent:
         return self.state in FINAL_EVENT_STATES
 
 
-def _entry(answer: object, what: str, key: str) -> tuple[Mapping[str, object], str]:
-    if not isinstance(answer, Mapping):
-        raise ParseError(f"{what} is not a JSON object")
-    entry_id = clean_text(answer.get(key)).strip()
-    if not entry_id:
-        raise ParseError(f"{what} has no {key}")
-    return answer, entry_id
-
-
 def parse_scheduled_event(answer: object) -> ScheduledEvent:
-    answer, event_id = _entry(answer, "scheduled event", "event_id")
+    answer, event_id = identified_entry(answer, "scheduled event", "event_id")
     return ScheduledEvent(
         event_id=event_id,
         server_id=clean_text(answer.get("server_id")).strip(),
@@ -127,7 +118,7 @@ class EncodeServer:
 
 
 def parse_encode_server(answer: object) -> EncodeServer:
-    answer, encode_server_id = _entry(answer, "encode server", "encode_server_id")
+    answer, encode_server_id = identified_entry(answer, "encode server", "encode_server_id")
     return EncodeServer(
         encode_server_id=encode_server_id,
         encode_server_name=clean_text(answer.get("encode_server_name")),
@@ -154,7 +145,7 @@ class PhoneModel:
 
 
 def parse_phone_model(answer: object) -> PhoneModel:
-    answer, name = _entry(answer, "phone model", "phone_model_name")
+    answer, name = identified_entry(answer, "phone model", "phone_model_name")
     return PhoneModel(
         phone_model_name=name,
         server_model_name=clean_text(answer.get("server_model_name")),

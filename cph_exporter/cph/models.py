@@ -144,7 +144,7 @@ _TEXT_FIELDS = tuple(
 )
 
 
-def _entry(answer: object, what: str, key: str) -> tuple[Mapping[str, Any], str]:
+def identified_entry(answer: object, what: str, key: str) -> tuple[Mapping[str, Any], str]:
     """An API entry and its identifying field; an entry without one cannot be shown."""
     if not isinstance(answer, Mapping):
         raise ParseError(f"{what} is not a JSON object")
@@ -155,7 +155,7 @@ def _entry(answer: object, what: str, key: str) -> tuple[Mapping[str, Any], str]
 
 
 def parse_server(answer: object) -> Server:
-    answer, server_id = _entry(answer, "server entry", "server_id")
+    answer, server_id = identified_entry(answer, "server entry", "server_id")
     text = {key: clean_text(answer.get(key)) for key in _TEXT_FIELDS}
     return Server(
         server_id=server_id,
@@ -249,7 +249,7 @@ def phone_state(status: int | None) -> str:
 
 
 def parse_phone(answer: object) -> Phone:
-    answer, phone_id = _entry(answer, "phone entry", "phone_id")
+    answer, phone_id = identified_entry(answer, "phone entry", "phone_id")
     return Phone(
         phone_id=phone_id,
         phone_name=clean_text(answer.get("phone_name")),

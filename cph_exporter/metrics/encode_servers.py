@@ -3,13 +3,12 @@ a state set per encode server."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from cph_exporter.cph.events import EncodeServer
-from cph_exporter.metrics.common import CACHED_NOTE, label_value, target_gauge
+from cph_exporter.metrics.common import CACHED_NOTE, ViewsCollector, label_value, target_gauge
 from cph_exporter.refresh.targets import TargetView
 
 # The states of cph_encode_server_state, in the order exposed.
@@ -17,13 +16,7 @@ ENCODE_SERVER_STATE_NAMES = ("creating", "running", "abnormal", "restarting", "u
 LABELS = ("encode_server_id", "encode_server_name", "server_id", "type")
 
 
-class EncodeServerCollector(Collector):
-    def __init__(self, views: Callable[[], Sequence[TargetView]]) -> None:
-        self._views = views
-
-    def describe(self) -> list[Metric]:
-        return []
-
+class EncodeServerCollector(ViewsCollector):
     def collect(self) -> Iterator[Metric]:
         views = self._views()
         yield target_gauge(

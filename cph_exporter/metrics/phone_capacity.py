@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 
 from prometheus_client.core import Metric
-from prometheus_client.registry import Collector
 
-from cph_exporter.metrics.common import exported_servers, server_gauge, target_gauge
-from cph_exporter.refresh.targets import TargetView
+from cph_exporter.metrics.common import ViewsCollector, exported_servers, server_gauge, target_gauge
 
 
-class PhoneCapacityCollector(Collector):
-    def __init__(self, views: Callable[[], Sequence[TargetView]]) -> None:
-        self._views = views
-
-    def describe(self) -> list[Metric]:
-        return []
-
+class PhoneCapacityCollector(ViewsCollector):
     def collect(self) -> Iterator[Metric]:
         views = self._views()
         yield target_gauge(

@@ -6,12 +6,12 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from cph_exporter.cph.models import Phone, phone_state
 from cph_exporter.metrics.common import (
     CACHED_NOTE,
     IDENTITY,
+    ViewsCollector,
     exported_servers,
     label_value,
     target_gauge,
@@ -36,13 +36,10 @@ PHONE_STATE_NAMES: tuple[str, ...] = (
 )
 
 
-class PhoneCollector(Collector):
+class PhoneCollector(ViewsCollector):
     def __init__(self, views: Callable[[], Sequence[TargetView]], per_phone: bool) -> None:
-        self._views = views
+        super().__init__(views)
         self._per_phone = per_phone  # 13 state series per phone: opt-in for cardinality
-
-    def describe(self) -> list[Metric]:
-        return []
 
     def collect(self) -> Iterator[Metric]:
         views = self._views()

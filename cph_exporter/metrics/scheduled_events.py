@@ -7,13 +7,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from cph_exporter.cph.events import ScheduledEvent
 from cph_exporter.metrics.common import (
     CACHED_NOTE,
     IDENTITY,
     ExportedServer,
+    ViewsCollector,
     add_finite,
     exported_servers,
     label_value,
@@ -41,15 +41,12 @@ def shown(event: ScheduledEvent, now: float) -> bool:
     return event.finished_at is not None and now - event.finished_at <= FINISHED_SHOWN_FOR
 
 
-class ScheduledEventCollector(Collector):
+class ScheduledEventCollector(ViewsCollector):
     def __init__(
         self, views: Callable[[], Sequence[TargetView]], clock: Callable[[], float] = time.time
     ) -> None:
-        self._views = views
+        super().__init__(views)
         self._clock = clock
-
-    def describe(self) -> list[Metric]:
-        return []
 
     def collect(self) -> Iterator[Metric]:
         views = self._views()

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from cph_exporter.cph.models import server_state
 from cph_exporter.metrics.common import (
     INFO_LABELS,
     ExportedServer,
+    ViewsCollector,
     add_finite,
     exported_servers,
     label_value,
@@ -18,7 +18,6 @@ from cph_exporter.metrics.common import (
     server_gauge,
     target_gauge,
 )
-from cph_exporter.refresh.targets import TargetView
 
 MBIT_PER_SECOND = 125_000  # bytes per second in one Mbit/s
 GIB = 2**30
@@ -38,18 +37,12 @@ STATE_NAMES: tuple[str, ...] = (
 )
 
 
-class ServerCollector(Collector):
+class ServerCollector(ViewsCollector):
     """cph_up and every cph_server_* family, built anew from the snapshots on each collect.
 
     Each family is built just before it is yielded: renderers consume them one at a time,
     so at 10,000 servers only one family's samples are in memory at once, not all of them.
     """
-
-    def __init__(self, views: Callable[[], Sequence[TargetView]]) -> None:
-        self._views = views
-
-    def describe(self) -> list[Metric]:
-        return []  # registering must not call the API
 
     def collect(self) -> Iterator[Metric]:
         views = self._views()
