@@ -20,10 +20,11 @@ from prometheus_client.registry import Collector
 
 from cph_exporter import __version__, logsetup
 from cph_exporter.cph.client import CphClient
-from cph_exporter.cph.iam import ProjectIdResolver, ProjectLookupError
+from cph_exporter.cph.iam import ProjectIdResolver, ProjectLookupError, iam_endpoint_from
 from cph_exporter.cph.ratelimit import make_limiter
 from cph_exporter.cph.request_metrics import ApiMetrics
 from cph_exporter.cph.signing import AkSkAuth
+from cph_exporter.cph.transport import DEFAULT_MAX_RESPONSE_SIZE, configure_session
 from cph_exporter.credentials.ledger import SecretLedger
 from cph_exporter.credentials.providers import (
     CredentialError,
@@ -107,6 +108,9 @@ def resolve_targets(
     ledger: SecretLedger,
     *,
     from_flags: bool = False,
+    verify: bool | str = True,
+    request_timeout: float = 10.0,
+    max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
 ) -> list[TargetSpec]:
     """Credentials found and project IDs known; two targets may not watch one project.
 
@@ -122,11 +126,14 @@ def resolve_targets(
             log.info("using credentials from %s", provider.describe())
         project_id = target.project_id
         if not project_id:
+            iam = target.iam_endpoint or iam_endpoint_from(environ)
             resolver = ProjectIdResolver(
-                requests.Session(),
+                # Configured as the API client's is: CA file, TLS verification, proxies.
+                configure_session(requests.Session(), iam, verify, pool_size=1),
                 provider,
-                iam_endpoint=target.iam_endpoint or None,
-                environ=environ,
+                iam_endpoint=iam,
+                timeout=request_timeout,
+                max_response_size=max_response_size,
             )
             try:
                 project_id = resolver.resolve(target.region)
@@ -155,12 +162,13 @@ def resolve_targets(
 # The running exporter
 
 
-def _tls_verification(config: Config) -> bool | str:
+def _tls_verification(config: Config, warn: bool = True) -> bool | str:
     if config.insecure_skip_verify:
-        log.warning(
-            "--cph.insecure-skip-verify: the API's TLS certificate is NOT verified; anyone on "
-            "the path can read the signed requests and forge the answers"
-        )
+        if warn:
+            log.warning(
+                "--cph.insecure-skip-verify: the API's TLS certificate is NOT verified; anyone "
+                "on the path can read the signed requests and forge the answers"
+            )
         return False
     return config.ca_file or True
 
@@ -251,6 +259,7 @@ class Exporter:
             on_auth_failure=spec.on_auth_failure,
             verify=verify,
             limiter=self.limiter,
+            max_response_size=config.max_response_size,
         )
         refresher = Refresher(
             client,
@@ -367,10 +376,17 @@ def run(config: Config, environ: Mapping[str, str], check_only: bool = False) ->
         else:
             ledger = SecretLedger()
             logsetup.configure(config.log_level, config.log_format, ledger.secrets)
+            iam_settings: dict[str, Any] = {
+                "verify": _tls_verification(config, warn=False),
+                "request_timeout": config.request_timeout,
+                "max_response_size": config.max_response_size,
+            }
             if file_config is not None:
-                specs = resolve_targets(file_config, environ, ledger)
+                specs = resolve_targets(file_config, environ, ledger, **iam_settings)
             else:
-                specs = resolve_targets([flag_target(config)], environ, ledger, from_flags=True)
+                specs = resolve_targets(
+                    [flag_target(config)], environ, ledger, from_flags=True, **iam_settings
+                )
             exporter = Exporter(config, targets=specs)
     except (ConfigError, WebConfigError, OSError) as exc:
         if simulated is not None:
