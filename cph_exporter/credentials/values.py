@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -22,13 +23,19 @@ class Credentials:
         return tuple(s for s in (self.secret_key, self.security_token, self.access_key) if s)
 
 
+@functools.lru_cache(maxsize=8)
+def _fragments(secrets: tuple[str, ...]) -> frozenset[str]:
+    """Every FRAGMENT-long piece of the secrets: built once per set, not once per log line."""
+    return frozenset(s[i : i + FRAGMENT] for s in secrets for i in range(len(s) - FRAGMENT + 1))
+
+
 def scrub(text: str, secrets: Iterable[str]) -> str:
     """Blank every secret in text, and every piece of FRAGMENT or more characters of one;
     the last line of defence before a log line, a label or an error."""
-    secrets = [s for s in secrets if s]
-    for secret in sorted(secrets, key=len, reverse=True):
+    ordered = tuple(sorted({s for s in secrets if s}, key=lambda s: (-len(s), s)))
+    for secret in ordered:
         text = text.replace(secret, REDACTED)
-    grams = {s[i : i + FRAGMENT] for s in secrets for i in range(len(s) - FRAGMENT + 1)}
+    grams = _fragments(ordered)
     if not grams or len(text) < FRAGMENT:
         return text
     hidden = [False] * len(text)
