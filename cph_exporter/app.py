@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.registry import Collector
@@ -57,12 +58,13 @@ log = logging.getLogger(__name__)
 # The running exporter
 
 
-def _tls_verification(config: Config) -> bool | str:
+def _tls_verification(config: Config, warn: bool = True) -> bool | str:
     if config.insecure_skip_verify:
-        log.warning(
-            "--cph.insecure-skip-verify: the API's TLS certificate is NOT verified; anyone on "
-            "the path can read the signed requests and forge the answers"
-        )
+        if warn:
+            log.warning(
+                "--cph.insecure-skip-verify: the API's TLS certificate is NOT verified; anyone "
+                "on the path can read the signed requests and forge the answers"
+            )
         return False
     return config.ca_file or True
 
@@ -168,6 +170,7 @@ class Exporter:
             on_auth_failure=spec.on_auth_failure,
             verify=verify,
             limiter=self.limiter,
+            max_response_size=config.max_response_size,
         )
         refresher = Refresher(
             client,
@@ -317,10 +320,17 @@ def run(config: Config, environ: Mapping[str, str], check_only: bool = False) ->
         else:
             ledger = SecretLedger()
             logsetup.configure(config.log_level, config.log_format, ledger.secrets)
+            iam_settings: dict[str, Any] = {
+                "verify": _tls_verification(config, warn=False),
+                "request_timeout": config.request_timeout,
+                "max_response_size": config.max_response_size,
+            }
             if file_config is not None:
-                specs = resolve_targets(file_config, environ, ledger)
+                specs = resolve_targets(file_config, environ, ledger, **iam_settings)
             else:
-                specs = resolve_targets([flag_target(config)], environ, ledger, from_flags=True)
+                specs = resolve_targets(
+                    [flag_target(config)], environ, ledger, from_flags=True, **iam_settings
+                )
             exporter = Exporter(config, targets=specs)
     except (ConfigError, WebConfigError, OSError) as exc:
         if simulated is not None:

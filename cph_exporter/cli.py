@@ -15,6 +15,7 @@ from cph_exporter.settings.config import (
     Config,
     ConfigError,
     parse_duration,
+    parse_size,
     project_id_from_env,
     validate,
 )
@@ -23,6 +24,13 @@ from cph_exporter.settings.config import (
 def _duration(text: str) -> float:
     try:
         return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -204,6 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1000,
         help="hard cap on list pages of 100 servers (default %(default)s)",
+    )
+    cph.add_argument(
+        "--cph.max-response-size",
+        dest="max_response_size",
+        type=_size,
+        default=8 * 1024 * 1024,
+        metavar="SIZE",
+        help="largest decoded API answer read; a larger one fails its call: 8MiB, 512KiB or "
+        "bytes (default 8MiB)",
     )
     cache = p.add_argument_group("cache")
     add = cache.add_argument

@@ -12,7 +12,8 @@ from typing import Any
 import requests
 
 from cph_exporter import __version__
-from cph_exporter.cph.iam import ProjectIdResolver, ProjectLookupError
+from cph_exporter.cph.iam import ProjectIdResolver, ProjectLookupError, iam_endpoint_from
+from cph_exporter.cph.transport import DEFAULT_MAX_RESPONSE_SIZE, configure_session
 from cph_exporter.credentials.ledger import SecretLedger
 from cph_exporter.credentials.providers import (
     CredentialError,
@@ -80,6 +81,9 @@ def resolve_targets(
     ledger: SecretLedger,
     *,
     from_flags: bool = False,
+    verify: bool | str = True,
+    request_timeout: float = 10.0,
+    max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
 ) -> list[TargetSpec]:
     """Credentials found and project IDs known; two targets may not watch one project.
 
@@ -93,11 +97,14 @@ def resolve_targets(
         _checked(provider, ledger, f"{where}credentials")
         project_id = target.project_id
         if not project_id:
+            iam = target.iam_endpoint or iam_endpoint_from(environ)
             resolver = ProjectIdResolver(
-                requests.Session(),
+                # Configured as the API client's is: CA file, TLS verification, proxies.
+                configure_session(requests.Session(), iam, verify, pool_size=1),
                 provider,
-                iam_endpoint=target.iam_endpoint or None,
-                environ=environ,
+                iam_endpoint=iam,
+                timeout=request_timeout,
+                max_response_size=max_response_size,
             )
             try:
                 project_id = resolver.resolve(target.region)

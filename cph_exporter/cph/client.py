@@ -5,7 +5,6 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
-import os
 import random
 import threading
 import time
@@ -15,13 +14,18 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-import urllib3
-from requests.adapters import HTTPAdapter
 
 from cph_exporter.cph.errors import ApiError, error_fields
 from cph_exporter.cph.ratelimit import RateLimiter
 from cph_exporter.cph.request_metrics import ApiMetrics
+from cph_exporter.cph.transport import (
+    DEFAULT_MAX_RESPONSE_SIZE,
+    ExchangeError,
+    configure_session,
+    exchange,
+)
 from cph_exporter.credentials.providers import CredentialError
+from cph_exporter.credentials.values import scrub
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +36,6 @@ LIST_SCHEDULED_EVENTS = "ListScheduledEvents"
 LIST_ENCODE_SERVERS = "ListEncodeServers"
 LIST_PHONE_MODELS = "ListCloudPhoneModels"
 PAGE_SIZE = 100  # the API's largest page
-CONNECT_TIMEOUT = 3.05
 
 
 class DeadlineError(ApiError):
@@ -102,10 +105,12 @@ class CphClient:
         on_auth_failure: Callable[[], None] | None = None,
         verify: bool | str = True,
         limiter: RateLimiter | None = None,
+        max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
     ) -> None:
         self._base = f"{endpoint.rstrip('/')}/v1/{quote(project_id, safe='')}/cloud-phone"
         self._metrics = metrics
         self._read_timeout = read_timeout
+        self._max_response_size = max_response_size
         self._retry = retry or RetryPolicy()
         self._max_pages = max_pages
         self._closed = threading.Event()
@@ -115,23 +120,12 @@ class CphClient:
         self._limiter = limiter  # every request, retries included, takes a token first
         self._rng = random.Random()
         self._rng_lock = threading.Lock()
-        self.session = session or requests.Session()
+        self.session = configure_session(
+            session or requests.Session(), self._base, verify, pool_size
+        )
         self.session.auth = auth
-        self.session.verify = verify
-        if verify is False:
-            # Said once, loudly, at start; not once per request.
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        # requests re-reads proxy and CA settings from the environment on every request, a
-        # walk over os.environ costing a fifth of each call's CPU: read them once, here.
-        self.session.trust_env = False
-        self.session.proxies.update(requests.utils.get_environ_proxies(self._base))
-        if verify is True:
-            env_ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-            self.session.verify = env_ca or True
-        self.session.headers["User-Agent"] = "cph-exporter"
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
+        # What the answers must never echo: the signer knows the credentials it last used.
+        self._secrets: Callable[[], tuple[str, ...]] = getattr(auth, "secrets", tuple)
 
     def close(self) -> None:
         self._closed.set()
@@ -304,43 +298,50 @@ class CphClient:
                 raise DeadlineError(operation, "no time left before the deadline")
         started = time.monotonic()
         try:
-            response = self.session.get(
+            answer = exchange(
+                self.session,
                 self._base + path,
                 params=params,
-                timeout=(min(CONNECT_TIMEOUT, read_timeout), read_timeout),
+                timeout=read_timeout,
+                max_bytes=self._max_response_size,
             )
-        except requests.RequestException as exc:
-            self._observe(operation, "error", started)
-            raise ApiError(operation, f"request failed: {type(exc).__name__}") from None
+        except ExchangeError as exc:
+            self._observe(operation, str(exc.status) if exc.status else "error", started)
+            # Scrubbed: a Location or a cause may carry what the answer chose to put there.
+            why = scrub(str(exc), self._secrets())
+            if exc.deadline and deadline is not None and time.monotonic() >= deadline:
+                raise DeadlineError(operation, f"{why} (the refresh deadline)") from None
+            raise ApiError(operation, why, status=exc.status) from None
         except CredentialError as exc:  # raised while signing: no request was sent
             raise ApiError(operation, f"no credentials: {exc}") from None
-        body = response.content
-        self._observe(operation, str(response.status_code), started)
-        code, msg, request_id = error_fields(body)
-        request_id = request_id or response.headers.get("X-Request-Id", "")
+        body = answer.body
+        self._observe(operation, str(answer.status), started)
+        secrets = self._secrets()
+        code, msg, request_id = error_fields(body, secrets)
+        request_id = request_id or scrub(answer.headers.get("X-Request-Id", ""), secrets)[:100]
         if permit is not None and self._limiter is not None:
-            if response.status_code == 429 or code == "APIGW.0308":
+            if answer.status == 429 or code == "APIGW.0308":
                 self._limiter.throttled(permit)
             else:
                 self._limiter.succeeded(permit)
-        if response.status_code != 200:
+        if answer.status != 200:
             raise ApiError(
                 operation,
-                f"HTTP {response.status_code}",
-                status=response.status_code,
+                f"HTTP {answer.status}",
+                status=answer.status,
                 error_code=code,
                 error_msg=msg,
                 request_id=request_id,
-                retry_after=parse_retry_after(response.headers.get("Retry-After"), time.time()),
+                retry_after=parse_retry_after(answer.headers.get("Retry-After"), time.time()),
             )
         try:
             # The stdlib parser, not response.json(): that prefers simplejson when installed,
             # which refuses NaN, and one NaN in a list page must not cost the whole page.
             # Deep nesting is RecursionError, not ValueError.
-            answer = json.loads(body)
+            document = json.loads(body)
         except (ValueError, RecursionError):
             raise ApiError(operation, "HTTP 200 with a body that is not JSON", status=200) from None
-        if not isinstance(answer, dict):
+        if not isinstance(document, dict):
             raise ApiError(operation, "HTTP 200 with JSON that is not an object", status=200)
         if code:  # an error body behind a 200
             raise ApiError(
@@ -351,7 +352,7 @@ class CphClient:
                 error_msg=msg,
                 request_id=request_id,
             )
-        return answer
+        return document
 
     def _observe(self, operation: str, code: str, started: float) -> None:
         if self._metrics is not None:

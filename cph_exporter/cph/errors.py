@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
+
+from cph_exporter.credentials.values import scrub
 
 
 class ApiError(Exception):
@@ -53,18 +56,36 @@ class ApiError(Exception):
         return self.is_throttled or self.status is None or self.status >= 500
 
 
-def error_fields(body: bytes) -> tuple[str, str, str]:
-    """(error_code, error_msg, request_id) from a JSON error body; empty when there is none."""
+def error_fields(body: bytes, secrets: Iterable[str] = ()) -> tuple[str, str, str]:
+    """(error_code, error_msg, request_id) from a JSON error body; empty when there is none.
+
+    Secrets are blanked before the fields are cut to length: a cut secret is no longer
+    recognisable as a whole.
+    """
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         return "", "", ""
     if not isinstance(data, dict):
         return "", "", ""
-    # Some gateways nest the error one level down: {"error": {"code": ..., "message": ...}}.
+    # Some gateways nest the error one level down: {"error": {"code": ..., "message": ...}};
+    # others (IAM, API gateways) say errorCode/errorMsg or code/message at the top.
     error = data.get("error")
     nested: dict[str, object] = error if isinstance(error, dict) else {}
-    code = data.get("error_code") or nested.get("code") or ""
-    msg = data.get("error_msg") or nested.get("message") or ""
-    request_id = data.get("request_id") or ""
-    return str(code)[:100], str(msg)[:300], str(request_id)[:100]
+    code = _first(data, "error_code", "errorCode", "code") or _first(nested, "code", "error_code")
+    msg = _first(data, "error_msg", "errorMsg", "message") or _first(nested, "message", "error_msg")
+    request_id = _first(data, "request_id", "requestId")
+    secrets = tuple(secrets)
+    return (
+        scrub(code, secrets)[:100],
+        scrub(msg, secrets)[:300],
+        scrub(request_id, secrets)[:100],
+    )
+
+
+def _first(data: Mapping[str, object], *keys: str) -> str:
+    for key in keys:
+        value = data.get(key)
+        if value is not None and value != "" and not isinstance(value, dict | list):
+            return str(value)
+    return ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -11,6 +12,12 @@ import requests
 
 from cph_exporter.cph.errors import error_fields
 from cph_exporter.cph.signing import AkSkAuth
+from cph_exporter.cph.transport import (
+    DEFAULT_MAX_RESPONSE_SIZE,
+    Answer,
+    ExchangeError,
+    exchange,
+)
 from cph_exporter.credentials.providers import CredentialError, CredentialProvider
 from cph_exporter.credentials.values import scrub
 
@@ -29,9 +36,9 @@ def iam_endpoint_from(environ: Mapping[str, str]) -> str:
     return (environ.get(ENV_IAM_ENDPOINT) or IAM_ENDPOINT).rstrip("/")
 
 
-def _iam_error_detail(resp: requests.Response, secrets: Sequence[str]) -> str:
+def _iam_error_detail(answer: Answer, secrets: Sequence[str]) -> str:
     """IAM's own error text (keystone or API gateway shape), scrubbed and shortened."""
-    code, message, _ = error_fields(resp.content)
+    code, message, _ = error_fields(answer.body, secrets)
     detail = scrub(" ".join(part for part in (code, message) if part), secrets)[:200]
     return f": {detail}" if detail else ""
 
@@ -42,6 +49,7 @@ def lookup_project_id(
     region: str,
     credentials: CredentialProvider,
     timeout: float = 10.0,
+    max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
 ) -> str:
     """The ID of the project named after `region`, via IAM `GET /v3/projects?name=REGION`.
 
@@ -53,12 +61,19 @@ def lookup_project_id(
     auth = AkSkAuth(credentials.get)
     for attempt in range(2):
         try:
-            resp = session.get(url, params={"name": region}, auth=auth, timeout=timeout)
-        except requests.RequestException as exc:
-            raise ProjectLookupError(
-                f"IAM {url} failed for region {region!r} ({type(exc).__name__})"
-            ) from None
-        if resp.status_code == 401 and attempt == 0:
+            resp = exchange(
+                session,
+                url,
+                params={"name": region},
+                auth=auth,
+                timeout=timeout,
+                max_bytes=max_response_size,
+            )
+        except ExchangeError as exc:
+            raise ProjectLookupError(f"IAM {url} failed for region {region!r}: {exc}") from None
+        except CredentialError as exc:
+            raise ProjectLookupError(f"IAM {url}: no credentials: {exc}") from None
+        if resp.status == 401 and attempt == 0:
             log.warning(
                 "IAM rejected the credentials from %s; re-reading the sources",
                 credentials.describe(),
@@ -66,18 +81,18 @@ def lookup_project_id(
             credentials.invalidate()
             continue
         break
-    if resp.status_code != 200:
+    if resp.status != 200:
         try:
             secrets = credentials.get().secrets()
         except CredentialError:
             secrets = ()
         raise ProjectLookupError(
-            f"IAM {url} answered HTTP {resp.status_code} for region {region!r}"
+            f"IAM {url} answered HTTP {resp.status} for region {region!r}"
             + _iam_error_detail(resp, secrets)
         )
     try:
-        body = resp.json()
-    except ValueError:
+        body = json.loads(resp.body)
+    except (ValueError, RecursionError):
         raise ProjectLookupError(f"IAM {url} answered something that is not JSON") from None
     projects = body.get("projects") if isinstance(body, dict) else None
     if not isinstance(projects, list):
@@ -113,11 +128,13 @@ class ProjectIdResolver:
         iam_endpoint: str | None = None,
         environ: Mapping[str, str] | None = None,
         timeout: float = 10.0,
+        max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
     ) -> None:
         self._session = session
         self._credentials = credentials
         self._iam = iam_endpoint or iam_endpoint_from(os.environ if environ is None else environ)
         self._timeout = timeout
+        self._max_response_size = max_response_size
         self._lock = threading.Lock()
         self._ids: dict[str, str] = {}
 
@@ -131,7 +148,12 @@ class ProjectIdResolver:
             found = self._ids.get(region)
             if found is None:
                 found = lookup_project_id(
-                    self._session, self._iam, region, self._credentials, timeout=self._timeout
+                    self._session,
+                    self._iam,
+                    region,
+                    self._credentials,
+                    timeout=self._timeout,
+                    max_response_size=self._max_response_size,
                 )
                 log.info("project ID of region %s is %s (from IAM)", region, found)
                 self._ids[region] = found

@@ -91,9 +91,15 @@ class AkSkAuth(requests.auth.AuthBase):
         self._credentials = credentials
         self._project_id = project_id
         self._clock = clock
+        self._last: tuple[str, ...] = ()
+
+    def secrets(self) -> tuple[str, ...]:
+        """The values of the credentials last signed with, for scrubbing what answers echo."""
+        return self._last
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         creds = self._credentials()
+        self._last = creds.secrets()
         url = urlsplit(request.url or "")
         request.headers["Host"] = url.netloc.rpartition("@")[2]
         request.headers["X-Sdk-Date"] = self._clock().strftime(DATE_FORMAT)

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import requests
 
@@ -47,6 +48,14 @@ def parse_expires_at(text: str) -> datetime:
     if parsed.tzinfo is None:
         raise ValueError("expires_at has no time zone")
     return parsed.astimezone(timezone.utc)
+
+
+def _status(resp: requests.Response) -> str:
+    """HTTP status for an error; a redirect (never followed) names where it pointed."""
+    if 300 <= resp.status_code < 400:
+        where = urlsplit(resp.headers.get("Location", "")).hostname or "(no Location)"
+        return f"HTTP {resp.status_code} (a redirect to {where}, not followed)"
+    return f"HTTP {resp.status_code}"
 
 
 def _first_str(mapping: Mapping[str, Any], *keys: str) -> str | None:
@@ -167,7 +176,7 @@ class MetadataCredentials:
             return None  # an older metadata service: no token dance
         if resp.status_code != 200 or not resp.text.strip():
             raise CredentialError(
-                f"{self.describe()}: PUT {METADATA_TOKEN_PATH} answered HTTP {resp.status_code}"
+                f"{self.describe()}: PUT {METADATA_TOKEN_PATH} answered {_status(resp)}"
             )
         self._token = resp.text.strip()
         # Renew a minute early so that a token never expires between PUT and GET.
@@ -187,7 +196,7 @@ class MetadataCredentials:
         where = f"{self.describe()}: GET {METADATA_SECURITYKEY_PATH}"
         if resp.status_code != 200:
             hint = " (no agency is attached to this server)" if _NO_AGENCY_TEXT in resp.text else ""
-            raise CredentialError(f"{where} answered HTTP {resp.status_code}{hint}")
+            raise CredentialError(f"{where} answered {_status(resp)}{hint}")
         try:
             document = resp.json()
         except ValueError:

@@ -41,6 +41,7 @@ class Config:
     request_timeout: float = 10.0
     refresh_timeout: float = 60.0
     max_pages: int = 1000
+    max_response_size: int = 8 * 1024 * 1024  # decoded bytes of one API answer
     cache_ttl: float = 60.0
     cache_max_stale: float = 600.0
     detail_max_age: float = 600.0
@@ -120,6 +121,27 @@ def parse_duration(text: str) -> float:
     )
 
 
+_SIZE = re.compile(r"^(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?$")
+_SIZE_UNITS = {
+    None: 1,
+    "B": 1,
+    "KiB": 1 << 10,
+    "MiB": 1 << 20,
+    "GiB": 1 << 30,
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from "8MiB", "512KiB", "10MB" or a plain number of bytes."""
+    match = _SIZE.match(text.strip())
+    if not match:
+        raise ValueError(f"invalid size {text!r} (use e.g. 8MiB, 512KiB or bytes)")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+
+
 def parse_listen_address(address: str) -> tuple[str, int]:
     """ ":9852", "0.0.0.0:9852", "[::1]:9852" -> (host, port); raises ValueError."""
     host, sep, port_text = address.rpartition(":")
@@ -167,6 +189,8 @@ def validate(config: Config) -> Config:
     ):
         if number < 1:
             raise fail(setting, "must be at least 1")
+    if config.max_response_size < 1024:
+        raise fail("--cph.max-response-size", "must be at least 1KiB")
     if config.simulate and config.simulate_servers < 0:
         raise fail("--simulate.servers", "must not be negative")
     for server_id in config.server_ids:
