@@ -7,21 +7,30 @@ matters decodes them all, Prometheus's included (Go's gzip.Reader reads multistr
 default, and Prometheus's scraper reuses one through Reset, which keeps it on). So a gzip
 scrape is the cached member for the snapshot part followed by a fresh member for the small
 live part: nothing large is compressed per scrape.
+
+Rendering runs on its own thread, one per format at most, and a scrape waits for it only
+within its deadline: past it, the scrape is answered with the last rendering of that format
+(an older snapshot), or with every target's `cph_up 0` when there is none yet. Only the
+formats that exist are rendered (`negotiate`), so no Accept header can grow the cache.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector
 
+from cph_exporter.refresh.snapshot import EMPTY
 from cph_exporter.refresh.targets import TargetView
 
 _EOF = b"# EOF\n"
@@ -56,7 +65,71 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class Format:
+    """One exposition format this exporter writes."""
+
+    content_type: str
+    encoder: Callable[[Collector], bytes]
+
+
+TEXT = Format("text/plain; version=0.0.4; charset=utf-8", generate_latest)
+OPENMETRICS = Format(
+    "application/openmetrics-text; version=1.0.0; charset=utf-8", generate_openmetrics
+)
+# The same text: 1.0.0 changed nothing a gauge-only exporter writes.
+OPENMETRICS_0_0_1 = Format(
+    "application/openmetrics-text; version=0.0.1; charset=utf-8", generate_openmetrics
+)
+
+
+def negotiate(accept: str | None) -> Format:
+    """The format for an Accept header, as Prometheus's own negotiation (expfmt) picks it.
+
+    Media ranges are tried by falling quality; a range this exporter cannot write (another
+    type, an unknown version, a malformed parameter) is passed over, and when none is left
+    the answer is the text format 0.0.4. OpenMetrics without a version is 1.0.0.
+    """
+    ranges: list[tuple[float, int, str, str]] = []
+    for position, item in enumerate((accept or "").split(",")):
+        media, *params = item.split(";")
+        quality, version = 1.0, ""
+        for param in params:
+            name, _, value = param.partition("=")
+            name, value = name.strip().lower(), value.strip().strip('"')
+            if name == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+                if not 0 <= quality <= 1:  # NaN included
+                    quality = 0.0
+            elif name == "version":
+                version = value
+        if quality > 0:
+            ranges.append((-quality, position, media.strip().lower(), version))
+    for _, _, media, version in sorted(ranges):
+        if media == "text/plain" and version in ("", "0.0.4"):
+            return TEXT
+        if media == "application/openmetrics-text" and version in ("", "1.0.0"):
+            return OPENMETRICS
+        if media == "application/openmetrics-text" and version == "0.0.1":
+            return OPENMETRICS_0_0_1
+    return TEXT
+
+
 _Key = tuple[tuple[int, bool, bool], ...]
+_Variant = tuple[str, bool]
+
+
+class _Render:
+    """One rendering in progress on its own thread; waiters read `result` once `done`."""
+
+    def __init__(self, key: _Key) -> None:
+        self.key = key
+        self.done = threading.Event()
+        self.result: bytes | None = None
+        self.error: BaseException | None = None
 
 
 def _cache_key(views: Sequence[TargetView]) -> _Key:
@@ -93,8 +166,9 @@ class Exposition:
         self._cache_key: _Key | None = None
         # What Prometheus asks for (OpenMetrics or text, gzip or not), remembered so that a
         # refresh can render its snapshot before the next scrape needs it.
-        self._last_request: tuple[str | None, bool] | None = None
-        self._cache: dict[tuple[str, bool], bytes] = {}
+        self._last_request: tuple[str, bool] | None = None
+        self._cache: dict[_Variant, bytes] = {}
+        self._renders: dict[_Variant, _Render] = {}  # at most one per format, while it runs
 
     def render(self, views: Sequence[TargetView], accept: str | None) -> tuple[bytes, str]:
         """The whole uncompressed exposition and its content type."""
@@ -106,34 +180,85 @@ class Exposition:
         if self._last_request is not None:
             self.body(views, *self._last_request)
 
-    def body(self, views: Sequence[TargetView], accept: str | None, gzip_ok: bool) -> Body:
-        self._last_request = (accept, gzip_ok)
-        encoder, content_type = choose_encoder(accept or "")
-        cached = self._snapshot_bytes(views, encoder, content_type, gzip_ok)
-        live = encoder(self._live)
-        if gzip_ok:
-            live = gzip.compress(live, compresslevel=LIVE_GZIP_LEVEL, mtime=0)
-            return Body((cached, live), content_type, "gzip")
-        return Body((cached, live), content_type)
-
-    def _snapshot_bytes(
+    def body(
         self,
         views: Sequence[TargetView],
+        accept: str | None,
+        gzip_ok: bool,
+        timeout: float | None = None,
+    ) -> Body:
+        """The answer to a scrape; the snapshot part waits at most `timeout` for a render."""
+        fmt = negotiate(accept)
+        self._last_request = (fmt.content_type, gzip_ok)
+        cached = self._snapshot_bytes(views, fmt, gzip_ok, timeout)
+        live = fmt.encoder(self._live)
+        if gzip_ok:
+            live = gzip.compress(live, compresslevel=LIVE_GZIP_LEVEL, mtime=0)
+            return Body((cached, live), fmt.content_type, "gzip")
+        return Body((cached, live), fmt.content_type)
+
+    def _snapshot_bytes(
+        self, views: Sequence[TargetView], fmt: Format, gzip_ok: bool, timeout: float | None
+    ) -> bytes:
+        key, variant = _cache_key(views), (fmt.content_type, gzip_ok)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                cached = self._cache.get(variant) if key == self._cache_key else None
+                if cached is not None:
+                    return cached
+                job = self._renders.get(variant)
+                if job is None:  # else wait for the one running, perhaps of an older snapshot
+                    job = self._renders[variant] = _Render(key)
+                    threading.Thread(
+                        target=self._run,
+                        args=(job, variant, tuple(views), fmt.encoder, gzip_ok),
+                        name="cph-render",
+                        daemon=True,
+                    ).start()
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not job.done.wait(remaining):
+                return self._what_is_ready(views, variant, fmt.encoder, gzip_ok)
+            if job.key == key:
+                if job.result is None:
+                    raise RuntimeError("rendering failed") from job.error
+                return job.result
+
+    def _run(
+        self,
+        job: _Render,
+        variant: _Variant,
+        views: Sequence[TargetView],
         encoder: Callable[[Collector], bytes],
-        content_type: str,
+        gzip_ok: bool,
+    ) -> None:
+        try:
+            with self._render_lock:
+                job.result = self._render(views, encoder, gzip_ok)
+            self._store(job.key, variant, job.result)
+        except BaseException as exc:  # handed to the waiters
+            job.error = exc
+        finally:
+            with self._lock:
+                if self._renders.get(variant) is job:
+                    del self._renders[variant]
+            job.done.set()
+
+    def _what_is_ready(
+        self,
+        views: Sequence[TargetView],
+        variant: _Variant,
+        encoder: Callable[[Collector], bytes],
         gzip_ok: bool,
     ) -> bytes:
-        key = _cache_key(views)
-        cached = self._cached(key, (content_type, gzip_ok))
-        if cached is not None:
-            return cached
-        with self._render_lock:
-            cached = self._cached(key, (content_type, gzip_ok))
-            if cached is not None:
-                return cached
-            rendered = self._render(views, encoder, gzip_ok)
-            self._store(key, (content_type, gzip_ok), rendered)
-            return rendered
+        """While a render runs late: its format's last bytes, else every target's cph_up 0."""
+        with self._lock:
+            last = self._cache.get(variant)
+        if last is not None:
+            return last
+        return self._render(
+            [dataclasses.replace(v, snapshot=EMPTY) for v in views], encoder, gzip_ok
+        )
 
     def _render(
         self, views: Sequence[TargetView], encoder: Callable[[Collector], bytes], gzip_ok: bool
@@ -157,11 +282,7 @@ class Exposition:
             chunks.append(compressor.flush())
         return b"".join(chunks)
 
-    def _cached(self, key: _Key, variant: tuple[str, bool]) -> bytes | None:
-        with self._lock:
-            return self._cache.get(variant) if key == self._cache_key else None
-
-    def _store(self, key: _Key, variant: tuple[str, bool], data: bytes) -> None:
+    def _store(self, key: _Key, variant: _Variant, data: bytes) -> None:
         with self._lock:
             if key != self._cache_key:
                 # Newer snapshots only ever replace older ones: drop the old bytes at once.
