@@ -208,13 +208,16 @@ class Exposition:
                 if cached is not None:
                     return cached
                 job = self._renders.get(variant)
-                if job is None:  # else wait for the one running, perhaps of an older snapshot
+                started = job is None  # else wait for the one running, perhaps of an older one
+                if job is None:
                     job = self._renders[variant] = _Render(key)
+            if started:
+                args = (job, variant, tuple(views), fmt.encoder, gzip_ok)
+                if deadline is None:  # a caller that may wait (the refresh) renders itself
+                    self._run(*args)
+                else:
                     threading.Thread(
-                        target=self._run,
-                        args=(job, variant, tuple(views), fmt.encoder, gzip_ok),
-                        name="cph-render",
-                        daemon=True,
+                        target=self._run, args=args, name="cph-render", daemon=True
                     ).start()
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not job.done.wait(remaining):
