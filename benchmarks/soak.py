@@ -92,7 +92,9 @@ def main() -> int:
                 if settled is None and now - start >= min(120.0, args.minutes * 30):
                     settled = rss
                 minute = (now - start) / 60
-                print(f"{minute:6.1f}  {scrapes:7d}  {failures:6d}  {rss:6d}  {peak:7d}", flush=True)
+                print(
+                    f"{minute:6.1f}  {scrapes:7d}  {failures:6d}  {rss:6d}  {peak:7d}", flush=True
+                )
                 next_report += 30
             scrapes += 1
             try:
