@@ -139,8 +139,12 @@ class Exporter:
                 config.telemetry_path,
                 config.scrape_timeout,
                 config.max_requests,
+                # Half the threads at most wait on a refresh: the others stay free to answer.
+                max_waiting=max(1, min(config.max_requests, config.max_connections // 2)),
             ),
             web_config,
+            handler_threads=config.max_connections,
+            read_timeout=config.read_timeout,
         )
         self._thread: threading.Thread | None = None
 
@@ -350,22 +354,33 @@ def run(config: Config, environ: Mapping[str, str], check_only: bool = False) ->
             simulated.url,
         )
     log.info("%s", start_line(specs, revision()))
-    _stop_on(signal.SIGTERM, exporter.http.shutdown)
+    _stop_on((signal.SIGTERM, signal.SIGINT), exporter.http.shutdown)
     try:
         exporter.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt:  # SIGINT before its handler was in place
+        log.info("interrupted, shutting down")
     finally:
-        log.info("stopping: closing the listener and the API connections")
+        # Nothing here waits for a refresh or a connection: their threads are daemons, so a
+        # refresh stuck on a dripping API or a client that stopped reading ends with us.
         exporter.close()
         if simulated is not None:
             simulated.stop()
     return 0
 
 
-def _stop_on(signum: int, stop: Callable[[], None]) -> None:
-    def handler(_signum: int, _frame: FrameType | None) -> None:
+def _stop_on(signals: Sequence[signal.Signals], stop: Callable[[], None]) -> None:
+    stopping = threading.Event()
+
+    def handler(received: int, _frame: FrameType | None) -> None:
+        if stopping.is_set():
+            return  # one line, one shutdown, however many signals arrive
+        stopping.set()
+        log.info(
+            "stopping on %s: shutting down the listener and the API connections",
+            signal.Signals(received).name,
+        )
         # shutdown() blocks until serve_forever returns: run it off the serving thread.
         threading.Thread(target=stop, daemon=True).start()
 
-    signal.signal(signum, handler)
+    for signum in signals:
+        signal.signal(signum, handler)

@@ -107,6 +107,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=40,
         help="concurrent scrapes served before answering 503 (default %(default)s)",
     )
+    add(
+        "--web.max-connections",
+        dest="max_connections",
+        type=int,
+        default=64,
+        help="connections served at once, one thread each; up to 128 more wait, others get "
+        "503 (default %(default)s)",
+    )
+    add(
+        "--web.read-timeout",
+        dest="read_timeout",
+        type=_duration,
+        default=30.0,
+        help="time a client has to send a request head, and an idle connection stays open "
+        "(default 30s)",
+    )
     cph = p.add_argument_group("CPH API and the watched project")
     add = cph.add_argument
     add(

@@ -6,10 +6,12 @@ import logging
 import socket
 import ssl
 import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from cph_exporter.http.connections import PooledHTTPServer
 from cph_exporter.http.reload import ReloadingWebConfig
+from cph_exporter.http.request_head import BoundedRequestHandler
 from cph_exporter.http.web_config import WebConfig
 
 log = logging.getLogger(__name__)
@@ -44,16 +46,15 @@ def enforce(handler: BaseHTTPRequestHandler, config: WebConfig | ReloadingWebCon
     return False
 
 
-class WebConfigHTTPServer(ThreadingHTTPServer):
-    """A ThreadingHTTPServer that serves TLS per the current web config.
+class WebConfigHTTPServer(PooledHTTPServer):
+    """A pooled HTTP server that serves TLS per the current web config.
 
     Each accepted socket is wrapped with the context current at accept time, so a rotated
     certificate reaches the next connection. The handshake runs in the connection's thread
     with a timeout, so a client that connects and stays silent holds up nobody else; failed
-    handshakes and vanished clients are logged at debug level, without a traceback.
+    handshakes and vanished clients are logged at debug level, without a traceback. After
+    the handshake the request head must arrive within `read_timeout` (`request_head.py`).
     """
-
-    handshake_timeout: float = 10.0
 
     def __init__(
         self,
@@ -61,9 +62,18 @@ class WebConfigHTTPServer(ThreadingHTTPServer):
         handler_class: type[BaseHTTPRequestHandler],
         web_config: ReloadingWebConfig | None,
         bind_and_activate: bool = True,
+        *,
+        handler_threads: int | None = None,
+        read_timeout: float | None = None,
     ) -> None:
         self.web_config = web_config
-        super().__init__(server_address, handler_class, bind_and_activate)
+        super().__init__(
+            server_address,
+            handler_class,
+            bind_and_activate,
+            handler_threads=handler_threads,
+            read_timeout=read_timeout,
+        )
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, address = super().get_request()
@@ -102,7 +112,7 @@ def _host(address: Any) -> str:
     return str(address[0]) if isinstance(address, tuple) and address else str(address)
 
 
-class WebConfigRequestHandler(BaseHTTPRequestHandler):
+class WebConfigRequestHandler(BoundedRequestHandler):
     """A handler base that adds the configured headers to every response it sends.
 
     Call ``self.authorized()`` first in each ``do_*`` method and return when it is False.

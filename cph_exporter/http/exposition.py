@@ -13,21 +13,29 @@ it, so another raw deflate stream may follow it as the rest of the same stream. 
 cached with its CRC-32 and length. Per scrape only the small live part is compressed, and
 the trailer is computed without touching the snapshot bytes: the CRC-32 continues from the
 cached part's (`zlib.crc32(live, crc)`) and ISIZE is the sum of the lengths mod 2**32.
+
+Rendering runs on its own thread, one per format at most, and a scrape waits for it only
+within its deadline: past it, the scrape is answered with the last rendering of that format
+(an older snapshot), or with every target's `cph_up 0` when there is none yet. Only the
+formats that exist are rendered (`formats.negotiate`), so no Accept header can grow the cache.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
+from cph_exporter.http.formats import Format, negotiate
+from cph_exporter.refresh.snapshot import EMPTY
 from cph_exporter.refresh.targets import TargetView
 
 _EOF = b"# EOF\n"
@@ -83,6 +91,17 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
 
 
 _Key = tuple[tuple[int, bool, bool], ...]
+_Variant = tuple[str, bool]
+
+
+class _Render:
+    """One rendering in progress on its own thread; waiters read `result` once `done`."""
+
+    def __init__(self, key: _Key) -> None:
+        self.key = key
+        self.done = threading.Event()
+        self.result: _Part | None = None
+        self.error: BaseException | None = None
 
 
 def _cache_key(views: Sequence[TargetView]) -> _Key:
@@ -119,8 +138,9 @@ class Exposition:
         self._cache_key: _Key | None = None
         # What Prometheus asks for (OpenMetrics or text, gzip or not), remembered so that a
         # refresh can render its snapshot before the next scrape needs it.
-        self._last_request: tuple[str | None, bool] | None = None
-        self._cache: dict[tuple[str, bool], _Part] = {}
+        self._last_request: tuple[str, bool] | None = None
+        self._cache: dict[_Variant, _Part] = {}
+        self._renders: dict[_Variant, _Render] = {}  # at most one per format, while it runs
 
     def render(self, views: Sequence[TargetView], accept: str | None) -> tuple[bytes, str]:
         """The whole uncompressed exposition and its content type."""
@@ -132,34 +152,88 @@ class Exposition:
         if self._last_request is not None:
             self.body(views, *self._last_request)
 
-    def body(self, views: Sequence[TargetView], accept: str | None, gzip_ok: bool) -> Body:
-        self._last_request = (accept, gzip_ok)
-        encoder, content_type = choose_encoder(accept or "")
-        cached = self._snapshot_part(views, encoder, content_type, gzip_ok)
-        live = encoder(self._live)
-        if gzip_ok:
-            tail = gzip_tail(live, cached.crc, cached.size)
-            return Body((cached.data, tail), content_type, "gzip")
-        return Body((cached.data, live), content_type)
-
-    def _snapshot_part(
+    def body(
         self,
         views: Sequence[TargetView],
+        accept: str | None,
+        gzip_ok: bool,
+        timeout: float | None = None,
+    ) -> Body:
+        """The answer to a scrape; the snapshot part waits at most `timeout` for a render."""
+        fmt = negotiate(accept)
+        self._last_request = (fmt.content_type, gzip_ok)
+        cached = self._snapshot_bytes(views, fmt, gzip_ok, timeout)
+        live = fmt.encoder(self._live)
+        if gzip_ok:
+            tail = gzip_tail(live, cached.crc, cached.size)
+            return Body((cached.data, tail), fmt.content_type, "gzip")
+        return Body((cached.data, live), fmt.content_type)
+
+    def _snapshot_bytes(
+        self, views: Sequence[TargetView], fmt: Format, gzip_ok: bool, timeout: float | None
+    ) -> _Part:
+        key, variant = _cache_key(views), (fmt.content_type, gzip_ok)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                cached = self._cache.get(variant) if key == self._cache_key else None
+                if cached is not None:
+                    return cached
+                job = self._renders.get(variant)
+                started = job is None  # else wait for the one running, perhaps of an older one
+                if job is None:
+                    job = self._renders[variant] = _Render(key)
+            if started:
+                args = (job, variant, tuple(views), fmt.encoder, gzip_ok)
+                if deadline is None:  # a caller that may wait (the refresh) renders itself
+                    self._run(*args)
+                else:
+                    threading.Thread(
+                        target=self._run, args=args, name="cph-render", daemon=True
+                    ).start()
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not job.done.wait(remaining):
+                return self._what_is_ready(views, variant, fmt.encoder, gzip_ok)
+            if job.key == key:
+                if job.result is None:
+                    raise RuntimeError("rendering failed") from job.error
+                return job.result
+
+    def _run(
+        self,
+        job: _Render,
+        variant: _Variant,
+        views: Sequence[TargetView],
         encoder: Callable[[Collector], bytes],
-        content_type: str,
+        gzip_ok: bool,
+    ) -> None:
+        try:
+            with self._render_lock:
+                job.result = self._render(views, encoder, gzip_ok)
+            self._store(job.key, variant, job.result)
+        except BaseException as exc:  # handed to the waiters
+            job.error = exc
+        finally:
+            with self._lock:
+                if self._renders.get(variant) is job:
+                    del self._renders[variant]
+            job.done.set()
+
+    def _what_is_ready(
+        self,
+        views: Sequence[TargetView],
+        variant: _Variant,
+        encoder: Callable[[Collector], bytes],
         gzip_ok: bool,
     ) -> _Part:
-        key = _cache_key(views)
-        cached = self._cached(key, (content_type, gzip_ok))
-        if cached is not None:
-            return cached
-        with self._render_lock:
-            cached = self._cached(key, (content_type, gzip_ok))
-            if cached is not None:
-                return cached
-            rendered = self._render(views, encoder, gzip_ok)
-            self._store(key, (content_type, gzip_ok), rendered)
-            return rendered
+        """While a render runs late: its format's last bytes, else every target's cph_up 0."""
+        with self._lock:
+            last = self._cache.get(variant)
+        if last is not None:
+            return last
+        return self._render(
+            [dataclasses.replace(v, snapshot=EMPTY) for v in views], encoder, gzip_ok
+        )
 
     def _render(
         self, views: Sequence[TargetView], encoder: Callable[[Collector], bytes], gzip_ok: bool
@@ -191,11 +265,7 @@ class Exposition:
         chunks.append(compressor.flush(zlib.Z_FULL_FLUSH))
         return _Part(b"".join(chunks), crc, size & 0xFFFFFFFF)
 
-    def _cached(self, key: _Key, variant: tuple[str, bool]) -> _Part | None:
-        with self._lock:
-            return self._cache.get(variant) if key == self._cache_key else None
-
-    def _store(self, key: _Key, variant: tuple[str, bool], data: _Part) -> None:
+    def _store(self, key: _Key, variant: _Variant, data: _Part) -> None:
         with self._lock:
             if key != self._cache_key:
                 # Newer snapshots only ever replace older ones: drop the old bytes at once.

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 import socket
 import threading
+import time
 from typing import Any
 
 from cph_exporter.http.base_server import WebConfigHTTPServer, WebConfigRequestHandler
@@ -20,19 +22,25 @@ _DEADLINE_SHARE = 0.9
 _DEADLINE_MARGIN = 0.25
 _MIN_WAIT = 0.1
 _PROBES = ("/-/healthy", "/-/ready")
+# The most a scrape may ask to wait, whatever its header says (Prometheus allows no scrape
+# timeout above its scrape interval, and intervals beyond two minutes are rare).
+MAX_SCRAPE_TIMEOUT = 120.0
 
 
 def scrape_budget(header: str | None, default: float) -> float:
-    """Seconds a scrape may wait for a refresh, from X-Prometheus-Scrape-Timeout-Seconds."""
+    """Seconds a scrape may wait for a refresh, from X-Prometheus-Scrape-Timeout-Seconds.
+
+    Capped at MAX_SCRAPE_TIMEOUT; a value that is not a positive number means the default.
+    """
     timeout = default
     if header:
         try:
             value = float(header)
         except ValueError:
-            value = 0.0
-        if 0 < value < float("inf"):
-            timeout = value
-    return max(_MIN_WAIT, timeout * _DEADLINE_SHARE - _DEADLINE_MARGIN)
+            value = math.nan
+        if 0 < value < math.inf:  # False for NaN
+            timeout = min(value, MAX_SCRAPE_TIMEOUT)
+    return max(_MIN_WAIT, min(timeout, MAX_SCRAPE_TIMEOUT) * _DEADLINE_SHARE - _DEADLINE_MARGIN)
 
 
 class ExporterHandlerContext:
@@ -45,12 +53,18 @@ class ExporterHandlerContext:
         telemetry_path: str,
         default_scrape_timeout: float,
         max_in_flight: int,
+        max_waiting: int | None = None,
     ) -> None:
         self.targets = targets
         self.exposition = exposition
         self.telemetry_path = telemetry_path
         self.default_scrape_timeout = default_scrape_timeout
+        # Held while a scrape renders and answers: beyond it, a quick 503.
         self.scrape_slots = threading.BoundedSemaphore(max_in_flight)
+        # Held while a scrape waits for a refresh. Waiting scrapes share one refresh; one
+        # that finds every waiting place taken is answered from the last data at once, so
+        # clients asking for long timeouts can neither starve the others nor every thread.
+        self.waiting_places = threading.BoundedSemaphore(max_waiting or max_in_flight)
 
 
 class ExporterHandler(WebConfigRequestHandler):
@@ -85,22 +99,31 @@ class ExporterHandler(WebConfigRequestHandler):
             self._send(404, b"Not found\n", "text/plain; charset=utf-8")
 
     def _metrics(self) -> None:
-        if not self.context.scrape_slots.acquire(blocking=False):
+        context = self.context
+        budget = scrape_budget(
+            self.headers.get("X-Prometheus-Scrape-Timeout-Seconds"),
+            context.default_scrape_timeout,
+        )
+        deadline = time.monotonic() + budget
+        if context.waiting_places.acquire(blocking=False):
+            try:
+                views = context.targets.views(timeout=budget)
+            finally:
+                context.waiting_places.release()
+        else:
+            views = context.targets.views(timeout=0)  # the last data, now
+        if not context.scrape_slots.acquire(blocking=False):
             self._send(503, b"Too many concurrent scrapes\n", "text/plain; charset=utf-8")
             return
         try:
-            budget = scrape_budget(
-                self.headers.get("X-Prometheus-Scrape-Timeout-Seconds"),
-                self.context.default_scrape_timeout,
-            )
-            views = self.context.targets.views(timeout=budget)
-            body = self.context.exposition.body(
+            body = context.exposition.body(
                 views,
                 self.headers.get("Accept"),
                 gzip_ok=accepts_gzip(self.headers.get("Accept-Encoding")),
+                timeout=max(_MIN_WAIT, deadline - time.monotonic()),
             )
         finally:
-            self.context.scrape_slots.release()
+            context.scrape_slots.release()
         headers = {}
         if body.content_encoding is not None:
             headers["Content-Encoding"] = body.content_encoding
@@ -142,7 +165,6 @@ class ExporterHandler(WebConfigRequestHandler):
 
 
 class ExporterHTTPServer(WebConfigHTTPServer):
-    daemon_threads = True
     allow_reuse_address = True
 
 
@@ -155,7 +177,16 @@ def make_server(
     port: int,
     context: ExporterHandlerContext,
     web_config: ReloadingWebConfig | None = None,
+    *,
+    handler_threads: int | None = None,
+    read_timeout: float | None = None,
 ) -> ExporterHTTPServer:
     handler = type("BoundExporterHandler", (ExporterHandler,), {"context": context})
     server_class = ExporterHTTPServer6 if ":" in host else ExporterHTTPServer
-    return server_class((host, port), handler, web_config)
+    return server_class(
+        (host, port),
+        handler,
+        web_config,
+        handler_threads=handler_threads,
+        read_timeout=read_timeout,
+    )

@@ -32,6 +32,7 @@ from cph_exporter.cph.models import (
     parse_server,
 )
 from cph_exporter.cph.request_metrics import ApiMetrics
+from cph_exporter.refresh.executor import DaemonExecutor
 from cph_exporter.refresh.listings import WatchedListings
 from cph_exporter.refresh.shard import WHOLE, Shard
 from cph_exporter.refresh.snapshot import EMPTY, NOT_WATCHED, ServerRecord, Snapshot
@@ -91,10 +92,9 @@ class Refresher:
         self._generation = 0
         self._lock = threading.Lock()
         self._inflight: concurrent.futures.Future[Snapshot] | None = None
-        self._runner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cph-refresh")
-        self._fetchers = concurrent.futures.ThreadPoolExecutor(
-            concurrency, thread_name_prefix="cph-detail"
-        )
+        # Daemon threads: a refresh stuck on a dripping API must not keep a stopped process.
+        self._runner = DaemonExecutor(1, thread_name_prefix="cph-refresh")
+        self._fetchers = DaemonExecutor(concurrency, thread_name_prefix="cph-detail")
         self._closing = threading.Event()
 
     @property

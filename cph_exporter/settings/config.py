@@ -26,6 +26,8 @@ class Config:
     web_config_file: str | None = None
     scrape_timeout: float = 10.0
     max_requests: int = 40
+    max_connections: int = 64  # connections served at once, one handler thread each
+    read_timeout: float = 30.0  # for a request head, from the first wait to its blank line
     region: str = ""
     project_id: str = ""
     endpoint: str = ""
@@ -168,6 +170,7 @@ def validate(config: Config) -> Config:
     for setting, value in (
         ("--cache.ttl", config.cache_ttl),
         ("--web.scrape-timeout", config.scrape_timeout),
+        ("--web.read-timeout", config.read_timeout),
         ("--cph.request-timeout", config.request_timeout),
         ("--cph.refresh-timeout", config.refresh_timeout),
         ("--cache.detail-max-age", config.detail_max_age),
@@ -185,6 +188,7 @@ def validate(config: Config) -> Config:
     for setting, number in (
         ("--cph.concurrency", config.concurrency),
         ("--web.max-requests", config.max_requests),
+        ("--web.max-connections", config.max_connections),
         ("--cph.max-pages", config.max_pages),
     ):
         if number < 1:

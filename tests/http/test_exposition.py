@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -12,55 +11,15 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from cph_exporter.cph.models import parse_details, parse_server
 from cph_exporter.http.exposition import Exposition
 from cph_exporter.metrics.common import MAX_LABEL_VALUE_BYTES, label_value
 from cph_exporter.metrics.servers import ServerCollector
-from cph_exporter.refresh.snapshot import ServerRecord, Snapshot
+from cph_exporter.refresh.snapshot import Snapshot
 from cph_exporter.refresh.targets import TargetView
+from tests.helpers.snapshots import record, sample_snapshot
 
 HERE = Path(__file__).parent.parent  # tests/, where the golden files and fixtures live
 GOLDEN = HERE / "golden" / "fleet.prom"
-
-
-def record(answer: object, with_details: bool = True) -> ServerRecord:
-    return ServerRecord(parse_server(answer), parse_details(answer) if with_details else None)
-
-
-def sample_snapshot() -> Snapshot:
-    v1 = json.loads((HERE / "fixtures" / "detail_example_v1.json").read_text())
-    v2 = json.loads((HERE / "fixtures" / "detail_example_v2.json").read_text())
-    odd = {
-        "server_id": "odd0000000000000000000000000001",
-        "server_name": 'we"ird\\name\nwith ünïcode \ud800',
-        "availability_zone": "az-1",
-        "network_version": "v2",
-        "status": 99,
-        "band_widths": None,
-        "volumes": [
-            {"volume_id": "v1", "volume_name": "n", "volume_size": "40", "volume_type": "SSD"},
-            {"volume_id": "v1", "volume_name": "dup", "volume_size": 1, "volume_type": "SSD"},
-            {"volume_id": "v2", "volume_size": None},
-        ],
-        "create_time": "2021-02-18 11:48:40",
-    }
-    failed = {
-        "server_id": "fail000000000000000000000000001",
-        "server_name": "no-details",
-        "status": "2",
-        "availability_zone": "az-2",
-        "network_version": "v1",
-    }
-    records = (record(v1), record(v2), record(odd), record(failed, with_details=False))
-    return Snapshot(
-        servers=tuple(sorted(records, key=lambda r: r.server.server_id)),
-        up=True,
-        completed_at=1700000000.0,
-        refresh_duration=0.5,
-        last_success_at=1700000000.0,
-        data_at=1700000000.0,
-        generation=1,
-    )
 
 
 def render(snapshot: Snapshot, accept: str | None = None) -> bytes:

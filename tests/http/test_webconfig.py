@@ -654,3 +654,25 @@ def test_web_config_repr_holds_no_hashes(files: Files) -> None:
     config = load_web_config(str(files.config_text(f"basic_auth_users:\n  a: '{HASH}'\n")))
     assert HASH not in repr(config)
     assert isinstance(config, WebConfig)
+
+
+# --- over TLS too, a client that says nothing after the handshake is let go ---
+
+TLS_PATIENCE = 60.0
+
+
+def test_a_silent_client_after_the_tls_handshake_is_closed_after_the_read_timeout(
+    files: Files,
+) -> None:
+    files.server_cert()
+    with serving(files.config_text(TLS_CONFIG)) as server:
+        server.read_timeout = 0.5
+        port = int(server.server_address[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=TLS_PATIENCE) as raw:
+            context = client_context(files.pki)
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                try:
+                    closed = tls.recv(100) == b""
+                except (ssl.SSLError, ConnectionResetError):
+                    closed = True
+    assert closed
