@@ -108,6 +108,8 @@ def test_the_second_config_changes_what_it_says(job_output: Path) -> None:
     rules = {r["alert"]: r for g in groups for r in g["rules"]}
     assert rules["CphServerFrozen"]["labels"]["severity"] == "critical"
     assert rules["CphServerPhonesAbnormal"]["labels"]["severity"] == "info"
+    assert rules["CphMaintenanceImminent"]["labels"]["severity"] == "warning"
+    assert rules["CphEncodeServerAbnormal"]["labels"]["severity"] == "warning"
     for name, rule in rules.items():
         selectors = re.findall(r"\b(?:cph_[a-z0-9_]+|up)\b(\{[^}]*\})?", rule["expr"])
         assert selectors and all(s.startswith('{job="cph"') for s in selectors), name
@@ -192,6 +194,19 @@ def test_thresholds_reach_the_rules() -> None:
     config = parse_config({"thresholds": {"az_abnormal_ratio": 0.6, "throttled_ratio": 0.25}})
     text = outputs(config)["prometheus/alerts.yml"]
     assert "> 0.6\n" in text and "> 0.25\n" in text and "more than 60% of the zone" in text
+    hours = {"maintenance_authorise_hours": 48, "maintenance_imminent_hours": 6}
+    rules = {
+        r["alert"]: r
+        for g in yaml.safe_load(
+            outputs(parse_config({"thresholds": hours}))["prometheus/alerts.yml"]
+        )["groups"]
+        for r in g["rules"]
+    }
+    authorise, imminent = rules["CphMaintenanceNeedsAuthorisation"], rules["CphMaintenanceImminent"]
+    assert authorise["expr"].endswith("< time() + 172800\n")
+    assert "less than 48 hours away" in authorise["annotations"]["description"]
+    assert imminent["expr"].endswith("< time() + 21600\n")
+    assert imminent["annotations"]["summary"].endswith("begins within 6 hours")
 
 
 def test_optional_rows_can_be_left_out() -> None:
@@ -201,7 +216,20 @@ def test_optional_rows_can_be_left_out() -> None:
     text = json.dumps(fleet)
     assert "cph_server_phones" not in text.replace("cph_server_phones *", "")
     assert "huaweicloud_sys_ecp" not in text
-    assert not [n for n in alert_names(config) if "Phones" in n]
+    assert not [n for n in alert_names(config) if "Phone" in n]
+    assert "cph_server_phone_capacity" not in json.dumps(files)
+    names = set(alert_names(MixinConfig()))
+    config = parse_config({"dashboards": {"maintenance": False, "encoding": False}})
+    files = outputs(config)
+    text = json.dumps(files)
+    assert "cph_server_scheduled_event" not in text and "cph_encode_server" not in text
+    assert "cph_scheduled_events_up" not in text and "cph_encode_servers_up" not in text
+    dropped = names - set(alert_names(config))
+    listings = {"CphScheduledEventsListingDown", "CphEncodeServersListingDown"}
+    assert dropped == {n for n in names if "Maintenance" in n or "Encode" in n} | listings
+    for board in ("cph-fleet-overview.json", "cph-server-detail.json"):
+        titles = {p["title"] for p in json.loads(files[f"grafana/dashboards/{board}"])["panels"]}
+        assert not {"Maintenance", "Encoding", "Scheduled maintenance"} & titles, board
 
 
 def test_config_errors_are_refused() -> None:
