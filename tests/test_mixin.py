@@ -13,11 +13,13 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from cph_exporter.mixin import ConfigError, MixinConfig, outputs, parse_config
+from cph_exporter.mixin.dashboards import PER_PROJECT
 from cph_exporter.mixin.promql import add_matchers, matchers_labels
 from cph_exporter.mixin.rules import alert_names
 from cph_exporter.mixin.settings import ALERT_DEFAULTS, load_config
@@ -167,7 +169,7 @@ def test_dashboards_have_the_target_and_project_variables() -> None:
         for query in dashboard_queries(board):
             for name, selector in re.findall(r"\b(cph_[a-z0-9_]+)(\{[^}]*\})?", query):
                 assert 'job=~"$job",instance=~"$instance"' in selector, (relative, query)
-                if name in {"cph_server_info", "cph_up", "cph_phones_up"}:
+                if name in PER_PROJECT:
                     assert 'region=~"$region",project_id=~"$project_id"' in selector
 
 
@@ -182,12 +184,62 @@ def test_fleet_overview_has_the_operator_panels() -> None:
         "Servers created over the range",
         "Servers gone over the range",
         "CPH alerts firing now",
+        "Maintenance",
+        "Waiting for authorisation",
+        "Upcoming maintenance",
+        "Finished in the last 24 hours",
+        "Encoding",
+        "Encode servers by state",
+        "Encode servers not running",
     ):
         assert title in titles
+    rows = [p["title"] for p in board["panels"] if p["type"] == "row"]
+    assert rows.index("Cloud phones") < rows.index("Maintenance") < rows.index("Encoding")
+    (upcoming,) = [p for p in board["panels"] if p["title"] == "Upcoming maintenance"]
+    exprs = [t["expr"] for t in upcoming["targets"]]
+    for time in ("not_before", "not_before_deadline"):  # countdowns, of the open events only
+        (countdown,) = [e for e in exprs if f"event_{time}_timestamp_seconds" in e]
+        assert "- time()" in countdown and "inquiring|scheduled|executing" in countdown
+    assert upcoming["fieldConfig"]["defaults"]["unit"] == "s"
+    assert_no_overlap([q for p in board["panels"] for q in [p, *p.get("panels", [])]])
     ids = [p["id"] for p in board["panels"]] + [
         q["id"] for p in board["panels"] for q in p.get("panels", [])
     ]
     assert len(ids) == len(set(ids))
+
+
+def test_server_detail_shows_events_and_phones_against_capacity() -> None:
+    board = json.loads(outputs()["grafana/dashboards/cph-server-detail.json"])
+    panels = {p["title"]: p for p in board["panels"]}
+    assert panels["Scheduled maintenance"]["type"] == "row"
+    events = panels["Scheduled events of this server"]
+    assert all('server_id="$server"' in t["expr"] for t in events["targets"])
+    gauge = panels["Phones against capacity"]
+    assert gauge["type"] == "gauge" and gauge["fieldConfig"]["defaults"]["max"] == 1
+    (target,) = gauge["targets"]
+    assert re.fullmatch(
+        r"sum by \(job, instance, server_id\) \(cph_server_phones\{[^}]*\}\)"
+        r" / on \(job, instance, server_id\) cph_server_phone_capacity\{[^}]*\}",
+        target["expr"],
+    ), target["expr"]
+    # the capacity panels sit in the "Cloud phones" row, and leave with it
+    rows = [p for p in board["panels"] if p["type"] == "row"]
+    phones_row = next(r for r in rows if r["title"] == "Cloud phones")
+    assert gauge["gridPos"]["y"] > phones_row["gridPos"]["y"]
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids))
+    assert_no_overlap(board["panels"])
+
+
+def assert_no_overlap(panels: list[dict[str, Any]]) -> None:
+    for a in panels:
+        for b in panels:
+            ga, gb = a["gridPos"], b["gridPos"]
+            if a is not b and ga["x"] < gb["x"] + gb["w"] and gb["x"] < ga["x"] + ga["w"]:
+                assert ga["y"] + ga["h"] <= gb["y"] or gb["y"] + gb["h"] <= ga["y"], (
+                    a["title"],
+                    b["title"],
+                )
 
 
 def test_thresholds_reach_the_rules() -> None:
