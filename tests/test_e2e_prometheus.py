@@ -36,6 +36,7 @@ from tests.helpers.rules import (
     dashboard_queries,
     documented_metrics,
 )
+from tests.helpers.watched import unix
 
 REPO = Path(__file__).resolve().parents[1]
 ALERTS = REPO / "prometheus" / "alerts.yml"
@@ -72,6 +73,13 @@ PHONE_ALERTS = {
     "CphServerPhonesFailed": PHONE_FAILED,
     "CphServerPhonesStuck": {"creating", "resetting", "restarting", "stopping"},
 }
+# Alerts per scheduled event (by event_id) and per encode server (by encode_server_id).
+MAINTENANCE_ALERTS = (
+    "CphMaintenanceNeedsAuthorisation",
+    "CphMaintenanceImminent",
+    "CphMaintenanceFailed",
+)
+ENCODE_ALERTS = {"CphEncodeServerAbnormal": {2}, "CphEncodeServerStuckCreating": {0, 4, 5}}
 # Phone status code -> cph_server_phones state; anything else is "unknown".
 PHONE_STATES = {0: "creating", 1: "creating", 2: "running", 3: "resetting", 4: "restarting"}
 PHONE_STATES |= {6: "frozen", 7: "stopping", 8: "stopped", -5: "reset_failed"}
@@ -175,6 +183,43 @@ def expected_phone_alerts() -> dict[str, dict[tuple[str, str], int]]:
     }
 
 
+def expected_watched_alerts() -> dict[str, set[str]]:
+    """The event_ids and encode_server_ids each maintenance and encode server alert must fire
+    for, from the simulator's own data. Its event times are whole hours from its start, none
+    within an hour of the alerts' 72 h and 24 h, so a fixed start stands in for the real one."""
+    from cph_exporter.simulator import generate_encode_servers, generate_scheduled_events
+
+    start = 1_800_000_000.0
+    events = generate_scheduled_events(simulated_servers(), start)
+
+    def hours(event: dict[str, Any], key: str) -> float | None:
+        at = unix(event.get(key))
+        return None if at is None else (at - start) / 3600
+
+    expected: dict[str, set[str]] = {name: set() for name in MAINTENANCE_ALERTS}
+    near_bounds, not_alerting = [], 0
+    for event in events:
+        deadline, opens = hours(event, "not_before_deadline"), hours(event, "not_before")
+        finished = hours(event, "finish_time")
+        bound = {"inquiring": (deadline, 72), "scheduled": (opens, 24)}.get(event["state"])
+        if bound and bound[0] is not None:
+            near_bounds += [event["event_id"]] if abs(bound[0] - bound[1]) <= 1 else []
+            if bound[0] < bound[1]:
+                name = "CphMaintenanceNeedsAuthorisation"
+                expected[name if event["state"] == "inquiring" else "CphMaintenanceImminent"].add(
+                    event["event_id"]
+                )
+            else:
+                not_alerting += 1
+        if event["state"] == "failed" and finished is not None and finished > -24:
+            expected["CphMaintenanceFailed"].add(event["event_id"])
+    assert not near_bounds and not_alerting, (near_bounds, not_alerting)
+    encode_servers = generate_encode_servers(simulated_servers())
+    for name, codes in ENCODE_ALERTS.items():
+        expected[name] = {e["encode_server_id"] for e in encode_servers if e["status"] in codes}
+    return expected
+
+
 def firing(alerts: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return [a for a in alerts if a["labels"]["alertname"] == name and a["state"] == "firing"]
 
@@ -269,6 +314,40 @@ def test_phone_alerts_fire_for_exactly_those_servers_and_states(
             count = want[(labels["server_id"], labels["state"])]
             assert re.search(rf"(?<![\d.]){count}(?![\d.])", alert["annotations"]["description"])
             assert float(alert["value"]) == count, alert
+
+
+def test_maintenance_and_encode_server_alerts_fire_for_exactly_those(
+    prometheus: str, settled: list[dict[str, Any]]
+) -> None:
+    expected = expected_watched_alerts()
+    assert all(expected.values()), f"the simulated data lacks a case: {expected}"
+
+    def key(name: str) -> str:
+        return "event_id" if name in MAINTENANCE_ALERTS else "encode_server_id"
+
+    def fired() -> list[dict[str, Any]] | None:
+        alerts = api(prometheus, "alerts")["alerts"]
+        got = {n: {a["labels"][key(n)] for a in firing(alerts, n)} for n in expected}
+        return alerts if all(got[n] >= want for n, want in expected.items()) else None
+
+    alerts = wait_for("the maintenance and encode server alerts to fire", fired)
+    for name, want in expected.items():
+        found = firing(alerts, name)
+        got = [a["labels"][key(name)] for a in found]
+        assert len(got) == len(set(got)) and set(got) == want, (name, got, want)
+        for alert in found:
+            labels, text = alert["labels"], " ".join(alert["annotations"].values())
+            if name in MAINTENANCE_ALERTS:
+                for label in ("server_name", "server_id", "event_id", "event_type"):
+                    assert labels[label] and labels[label] in text, (label, alert)
+            else:
+                for label in ("encode_server_name", "encode_server_id", "server_id"):
+                    assert labels[label] and labels[label] in text, (label, alert)
+    for alert in firing(alerts, "CphMaintenanceNeedsAuthorisation"):
+        # the deadline, as Prometheus prints a timestamp, and where to authorise
+        description = alert["annotations"]["description"]
+        assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", description), description
+        assert "console" in description, description
 
 
 def test_server_phones_match_the_simulated_phones(
@@ -378,13 +457,19 @@ def dashboard_cases() -> list[Any]:
 
 @pytest.fixture(scope="module")
 def variables(prometheus: str, settled: list[dict[str, Any]]) -> dict[str, str]:
-    """Values for the dashboards' variables: a server with bandwidths, volumes and phones."""
+    """Values for the dashboards' variables: a server with bandwidths, volumes, phones, a
+    phone capacity and scheduled events, in a zone with unhealthy servers (for $az)."""
     query = (
         "cph_server_bandwidth_size_bytes_per_second and on (server_id) cph_server_volume_size_bytes"
-        " and on (server_id) cph_phone_info"
+        " and on (server_id) cph_phone_info and on (server_id) cph_server_phone_capacity"
+        " and on (server_id) cph_server_scheduled_event_not_before_deadline_timestamp_seconds"
+        " and on (server_id) cph_server_scheduled_event_not_before_timestamp_seconds"
+        " and on (server_id) cph_server_scheduled_event_not_after_timestamp_seconds"
+        " and on (availability_zone) group by (availability_zone)"
+        ' (cph_server_state{state=~"abnormal|frozen|stop_failed|unknown"} == 1)'
     )
     result = api(prometheus, "query", query=query)["result"]
-    assert result, "no simulated server has bandwidths, volumes and phones"
+    assert result, "no simulated server has bandwidths, volumes, phones, capacity and events"
     server = min((s["metric"] for s in result), key=lambda m: m["server_id"])
     return GRAFANA_VARS | {
         "datasource": "prometheus",

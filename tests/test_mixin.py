@@ -13,11 +13,13 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from cph_exporter.mixin import ConfigError, MixinConfig, outputs, parse_config
+from cph_exporter.mixin.dashboards import PER_PROJECT
 from cph_exporter.mixin.promql import add_matchers, matchers_labels
 from cph_exporter.mixin.rules import alert_names
 from cph_exporter.mixin.settings import ALERT_DEFAULTS, load_config
@@ -108,6 +110,8 @@ def test_the_second_config_changes_what_it_says(job_output: Path) -> None:
     rules = {r["alert"]: r for g in groups for r in g["rules"]}
     assert rules["CphServerFrozen"]["labels"]["severity"] == "critical"
     assert rules["CphServerPhonesAbnormal"]["labels"]["severity"] == "info"
+    assert rules["CphMaintenanceImminent"]["labels"]["severity"] == "warning"
+    assert rules["CphEncodeServerAbnormal"]["labels"]["severity"] == "warning"
     for name, rule in rules.items():
         selectors = re.findall(r"\b(?:cph_[a-z0-9_]+|up)\b(\{[^}]*\})?", rule["expr"])
         assert selectors and all(s.startswith('{job="cph"') for s in selectors), name
@@ -165,7 +169,7 @@ def test_dashboards_have_the_target_and_project_variables() -> None:
         for query in dashboard_queries(board):
             for name, selector in re.findall(r"\b(cph_[a-z0-9_]+)(\{[^}]*\})?", query):
                 assert 'job=~"$job",instance=~"$instance"' in selector, (relative, query)
-                if name in {"cph_server_info", "cph_up", "cph_phones_up"}:
+                if name in PER_PROJECT:
                     assert 'region=~"$region",project_id=~"$project_id"' in selector
 
 
@@ -180,18 +184,81 @@ def test_fleet_overview_has_the_operator_panels() -> None:
         "Servers created over the range",
         "Servers gone over the range",
         "CPH alerts firing now",
+        "Maintenance",
+        "Waiting for authorisation",
+        "Upcoming maintenance",
+        "Finished in the last 24 hours",
+        "Encoding",
+        "Encode servers by state",
+        "Encode servers not running",
     ):
         assert title in titles
+    rows = [p["title"] for p in board["panels"] if p["type"] == "row"]
+    assert rows.index("Cloud phones") < rows.index("Maintenance") < rows.index("Encoding")
+    (upcoming,) = [p for p in board["panels"] if p["title"] == "Upcoming maintenance"]
+    exprs = [t["expr"] for t in upcoming["targets"]]
+    for time in ("not_before", "not_before_deadline"):  # countdowns, of the open events only
+        (countdown,) = [e for e in exprs if f"event_{time}_timestamp_seconds" in e]
+        assert "- time()" in countdown and "inquiring|scheduled|executing" in countdown
+    assert upcoming["fieldConfig"]["defaults"]["unit"] == "s"
+    assert_no_overlap([q for p in board["panels"] for q in [p, *p.get("panels", [])]])
     ids = [p["id"] for p in board["panels"]] + [
         q["id"] for p in board["panels"] for q in p.get("panels", [])
     ]
     assert len(ids) == len(set(ids))
 
 
+def test_server_detail_shows_events_and_phones_against_capacity() -> None:
+    board = json.loads(outputs()["grafana/dashboards/cph-server-detail.json"])
+    panels = {p["title"]: p for p in board["panels"]}
+    assert panels["Scheduled maintenance"]["type"] == "row"
+    events = panels["Scheduled events of this server"]
+    assert all('server_id="$server"' in t["expr"] for t in events["targets"])
+    gauge = panels["Phones against capacity"]
+    assert gauge["type"] == "gauge" and gauge["fieldConfig"]["defaults"]["max"] == 1
+    (target,) = gauge["targets"]
+    assert re.fullmatch(
+        r"sum by \(job, instance, server_id\) \(cph_server_phones\{[^}]*\}\)"
+        r" / on \(job, instance, server_id\) cph_server_phone_capacity\{[^}]*\}",
+        target["expr"],
+    ), target["expr"]
+    # the capacity panels sit in the "Cloud phones" row, and leave with it
+    rows = [p for p in board["panels"] if p["type"] == "row"]
+    phones_row = next(r for r in rows if r["title"] == "Cloud phones")
+    assert gauge["gridPos"]["y"] > phones_row["gridPos"]["y"]
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids))
+    assert_no_overlap(board["panels"])
+
+
+def assert_no_overlap(panels: list[dict[str, Any]]) -> None:
+    for a in panels:
+        for b in panels:
+            ga, gb = a["gridPos"], b["gridPos"]
+            if a is not b and ga["x"] < gb["x"] + gb["w"] and gb["x"] < ga["x"] + ga["w"]:
+                assert ga["y"] + ga["h"] <= gb["y"] or gb["y"] + gb["h"] <= ga["y"], (
+                    a["title"],
+                    b["title"],
+                )
+
+
 def test_thresholds_reach_the_rules() -> None:
     config = parse_config({"thresholds": {"az_abnormal_ratio": 0.6, "throttled_ratio": 0.25}})
     text = outputs(config)["prometheus/alerts.yml"]
     assert "> 0.6\n" in text and "> 0.25\n" in text and "more than 60% of the zone" in text
+    hours = {"maintenance_authorise_hours": 48, "maintenance_imminent_hours": 6}
+    rules = {
+        r["alert"]: r
+        for g in yaml.safe_load(
+            outputs(parse_config({"thresholds": hours}))["prometheus/alerts.yml"]
+        )["groups"]
+        for r in g["rules"]
+    }
+    authorise, imminent = rules["CphMaintenanceNeedsAuthorisation"], rules["CphMaintenanceImminent"]
+    assert authorise["expr"].endswith("< time() + 172800\n")
+    assert "less than 48 hours away" in authorise["annotations"]["description"]
+    assert imminent["expr"].endswith("< time() + 21600\n")
+    assert imminent["annotations"]["summary"].endswith("begins within 6 hours")
 
 
 def test_optional_rows_can_be_left_out() -> None:
@@ -201,7 +268,20 @@ def test_optional_rows_can_be_left_out() -> None:
     text = json.dumps(fleet)
     assert "cph_server_phones" not in text.replace("cph_server_phones *", "")
     assert "huaweicloud_sys_ecp" not in text
-    assert not [n for n in alert_names(config) if "Phones" in n]
+    assert not [n for n in alert_names(config) if "Phone" in n]
+    assert "cph_server_phone_capacity" not in json.dumps(files)
+    names = set(alert_names(MixinConfig()))
+    config = parse_config({"dashboards": {"maintenance": False, "encoding": False}})
+    files = outputs(config)
+    text = json.dumps(files)
+    assert "cph_server_scheduled_event" not in text and "cph_encode_server" not in text
+    assert "cph_scheduled_events_up" not in text and "cph_encode_servers_up" not in text
+    dropped = names - set(alert_names(config))
+    listings = {"CphScheduledEventsListingDown", "CphEncodeServersListingDown"}
+    assert dropped == {n for n in names if "Maintenance" in n or "Encode" in n} | listings
+    for board in ("cph-fleet-overview.json", "cph-server-detail.json"):
+        titles = {p["title"] for p in json.loads(files[f"grafana/dashboards/{board}"])["panels"]}
+        assert not {"Maintenance", "Encoding", "Scheduled maintenance"} & titles, board
 
 
 def test_config_errors_are_refused() -> None:

@@ -151,6 +151,45 @@ def test_the_phone_alerts_exist() -> None:
     assert listing["labels"]["severity"] == "warning"
 
 
+def test_the_maintenance_and_encode_server_alerts_exist() -> None:
+    """Per event and per encode server, each keeping the labels that say which one."""
+    rules = alerts()
+    expected = {
+        "CphMaintenanceNeedsAuthorisation": ("warning", 'state="inquiring"'),
+        "CphMaintenanceImminent": ("info", 'state="scheduled"'),
+        "CphMaintenanceFailed": ("critical", 'state="failed"'),
+        "CphEncodeServerAbnormal": ("critical", 'state="abnormal"'),
+        "CphEncodeServerStuckCreating": ("warning", 'state="creating"'),
+    }
+    for name, (severity, matcher) in expected.items():
+        rule = rules[name]
+        assert rule["labels"]["severity"] == severity and rule["for"] != "0m", name
+        assert matcher in rule["expr"] and "sum" not in rule["expr"], name
+    deadline = rules["CphMaintenanceNeedsAuthorisation"]
+    assert "not_before_deadline_timestamp_seconds" in deadline["expr"]
+    assert deadline["expr"].rstrip().endswith("< time() + 259200")  # 72 h
+    imminent = rules["CphMaintenanceImminent"]["expr"]
+    assert "event_not_before_timestamp_seconds" in imminent
+    assert imminent.rstrip().endswith("< time() + 86400")  # 24 h
+    for name in ("CphMaintenanceNeedsAuthorisation", "CphMaintenanceImminent"):
+        # the event's kind joins in, and the description says which server, what and when
+        assert "group_left (event_type, authorization_type, state)" in rules[name]["expr"]
+        text = rules[name]["annotations"]["description"]
+        for piece in ("$labels.event_type", "$labels.server_name", "humanizeTimestamp"):
+            assert piece in text, (name, piece)
+    assert "console" in deadline["annotations"]["description"]
+    for name in ("CphEncodeServerAbnormal", "CphEncodeServerStuckCreating"):
+        text = rules[name]["annotations"]["description"]
+        for label in ("encode_server_name", "encode_server_id", "server_id"):
+            assert f"$labels.{label}" in text, (name, label)
+    for metric, name in (
+        ("cph_scheduled_events_up", "CphScheduledEventsListingDown"),
+        ("cph_encode_servers_up", "CphEncodeServersListingDown"),
+        ("cph_phone_models_up", "CphPhoneModelsListingDown"),
+    ):
+        assert rules[name]["expr"].strip() == f"{metric} == 0", name
+
+
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
 def test_per_phone_panels_say_they_need_phone_details(path: Path) -> None:
     """cph_phone_* only exist with --collector.phone-details: the panel says so when empty."""

@@ -13,8 +13,15 @@ import json
 from importlib import resources
 from typing import Any
 
+from cph_exporter.mixin.panels import DATASOURCE, grid, panel_target, stat, table
 from cph_exporter.mixin.promql import add_matchers, restrict
 from cph_exporter.mixin.settings import MixinConfig
+from cph_exporter.mixin.watched_panels import (
+    detail_capacity,
+    detail_events,
+    encoding_row,
+    maintenance_row,
+)
 
 FLEET = "cph-fleet-overview.json"
 DETAIL = "cph-server-detail.json"
@@ -32,14 +39,29 @@ PER_SERVER = frozenset(
         "cph_server_phones",
         "cph_phone_info",
         "cph_phone_state",
+        "cph_server_scheduled_event_info",
+        "cph_server_scheduled_event_not_before_timestamp_seconds",
+        "cph_server_scheduled_event_not_after_timestamp_seconds",
+        "cph_server_scheduled_event_not_before_deadline_timestamp_seconds",
+        "cph_encode_server_status",
+        "cph_encode_server_state",
+        "cph_server_phone_capacity",
     }
 )
 # Series that carry region and project_id themselves.
-PER_PROJECT = frozenset({"cph_server_info", "cph_up", "cph_phones_up"})
+PER_PROJECT = frozenset(
+    {
+        "cph_server_info",
+        "cph_up",
+        "cph_phones_up",
+        "cph_scheduled_events_up",
+        "cph_encode_servers_up",
+        "cph_phone_models_up",
+    }
+)
 TARGET = 'job=~"$job",instance=~"$instance"'
 PROJECT = 'region=~"$region",project_id=~"$project_id"'
 PROBLEM_STATES = "abnormal|frozen|stop_failed|unknown"
-DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
 
 def _template(name: str) -> dict[str, Any]:
@@ -111,89 +133,12 @@ def _variables(config: MixinConfig) -> list[dict[str, Any]]:
     ]
 
 
-def _target(expr: str, legend: str, ref: str, table: bool = False) -> dict[str, Any]:
-    target: dict[str, Any] = {"expr": expr, "legendFormat": legend, "refId": ref}
-    if table:
-        target |= {"format": "table", "instant": True, "range": False}
-    else:
-        target |= {"range": True, "instant": False}
-    return target | {"datasource": dict(DATASOURCE), "editorMode": "code"}
-
-
-def _table(
-    id_: int,
-    title: str,
-    description: str,
-    grid: dict[str, int],
-    targets: list[dict[str, Any]],
-    rename: dict[str, str],
-    unit: str = "none",
-) -> dict[str, Any]:
-    return {
-        "id": id_,
-        "type": "table",
-        "title": title,
-        "gridPos": grid,
-        "datasource": dict(DATASOURCE),
-        "description": description,
-        "targets": targets,
-        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-        "options": {"showHeader": True, "cellHeight": "sm", "footer": {"show": False}},
-        "transformations": [
-            {"id": "merge", "options": {}},
-            {
-                "id": "organize",
-                "options": {
-                    "excludeByName": {"Time": True, "__name__": True},
-                    "renameByName": rename,
-                    "indexByName": {},
-                },
-            },
-        ],
-    }
-
-
-def _stat(
-    id_: int, title: str, description: str, grid: dict[str, int], expr: str, legend: str
-) -> dict[str, Any]:
-    return {
-        "id": id_,
-        "type": "stat",
-        "title": title,
-        "gridPos": grid,
-        "datasource": dict(DATASOURCE),
-        "description": description,
-        "targets": [_target(expr, legend, "A")],
-        "fieldConfig": {
-            "defaults": {
-                "unit": "none",
-                "mappings": [],
-                "thresholds": {"mode": "absolute", "steps": [{"color": "green", "value": None}]},
-                "color": {"mode": "thresholds"},
-            },
-            "overrides": [],
-        },
-        "options": {
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            "textMode": "auto",
-            "colorMode": "value",
-            "graphMode": "none",
-            "justifyMode": "auto",
-            "orientation": "auto",
-        },
-    }
-
-
-def _grid(x: int, y: int, w: int, h: int) -> dict[str, int]:
-    return {"x": x, "y": y, "w": w, "h": h}
-
-
 def problem_panels(y: int, phones: bool) -> list[dict[str, Any]]:
     """The row on problems and changes over the dashboard's time range (unfiltered queries)."""
     info = "on (job, instance, server_id) cph_server_info"
     state_now = "group by (job, instance, server_id, state) (cph_server_state == 1)"
     flavour_phones = [
-        _target(
+        panel_target(
             "sum by (server_model_name, phone_model_name) (cph_server_phones * on (job,"
             " instance, server_id) group_left (server_model_name, phone_model_name) group by"
             " (job, instance, server_id, server_model_name, phone_model_name) (cph_server_info))",
@@ -209,18 +154,18 @@ def problem_panels(y: int, phones: bool) -> list[dict[str, Any]]:
             "id": 50,
             "type": "row",
             "title": "Problems and changes over the time range",
-            "gridPos": _grid(0, y, 24, 1),
+            "gridPos": grid(0, y, 24, 1),
             "collapsed": False,
             "panels": [],
         },
-        _table(
+        table(
             51,
             "Top servers by problem time",
             "The servers that spent the most time abnormal, frozen, failed to stop or in an"
             " undocumented status over the dashboard's time range.",
-            _grid(0, y + 1, 12, 8),
+            grid(0, y + 1, 12, 8),
             [
-                _target(
+                panel_target(
                     "topk(10, sum by (job, instance, server_id, server_name, availability_zone)"
                     f' (avg_over_time(cph_server_state{{state=~"{PROBLEM_STATES}"}}[$__range])'
                     f" and {info}) * $__range_s > 0)",
@@ -232,14 +177,14 @@ def problem_panels(y: int, phones: bool) -> list[dict[str, Any]]:
             {"Value": "problem time", "server_name": "server", "availability_zone": "AZ"},
             unit="s",
         ),
-        _table(
+        table(
             52,
             "Status changes over the range (flapping)",
             "How often each server's status code changed over the dashboard's time range; a"
             " server that changes often is flapping.",
-            _grid(12, y + 1, 12, 8),
+            grid(12, y + 1, 12, 8),
             [
-                _target(
+                panel_target(
                     "topk(10, max by (job, instance, server_id, server_name)"
                     f" (changes(cph_server_status[$__range]) and {info}))",
                     "__auto",
@@ -249,14 +194,14 @@ def problem_panels(y: int, phones: bool) -> list[dict[str, Any]]:
             ],
             {"Value": "status changes", "server_name": "server"},
         ),
-        _table(
+        table(
             53,
             "Time in the current state",
             "How long ago each server last changed (its update_time in the CPH API), with its"
             " current state; servers whose API answer has no update_time are missing.",
-            _grid(0, y + 9, 12, 8),
+            grid(0, y + 9, 12, 8),
             [
-                _target(
+                panel_target(
                     "time() - max by (job, instance, server_id, server_name, state)"
                     " (cph_server_updated_timestamp_seconds * on (job, instance, server_id)"
                     f" group_left (state) {state_now})",
@@ -268,13 +213,13 @@ def problem_panels(y: int, phones: bool) -> list[dict[str, Any]]:
             {"Value": "in state for", "server_name": "server"},
             unit="s",
         ),
-        _table(
+        table(
             54,
             "Capacity by server and phone flavour",
             "Servers, and the cloud phones on them, per server model and phone flavour.",
-            _grid(12, y + 9, 12, 8),
+            grid(12, y + 9, 12, 8),
             [
-                _target(
+                panel_target(
                     "count by (server_model_name, phone_model_name) (cph_server_info)",
                     "__auto",
                     "A",
@@ -289,32 +234,32 @@ def problem_panels(y: int, phones: bool) -> list[dict[str, Any]]:
                 "phone_model_name": "phone flavour",
             },
         ),
-        _stat(
+        stat(
             55,
             "Servers created over the range",
             "Servers whose creation time falls in the dashboard's time range.",
-            _grid(0, y + 17, 6, 4),
+            grid(0, y + 17, 6, 4),
             "count(cph_server_created_timestamp_seconds > time() - $__range_s) or vector(0)",
             "created",
         ),
-        _stat(
+        stat(
             56,
             "Servers gone over the range",
             "Servers that were exported during the dashboard's time range and are not now:"
             " deleted, or moved to another shard or exporter.",
-            _grid(6, y + 17, 6, 4),
+            grid(6, y + 17, 6, 4),
             "count(last_over_time(cph_server_status[$__range]) unless on (job, instance,"
             " server_id) cph_server_status) or vector(0)",
             "gone",
         ),
-        _table(
+        table(
             57,
             "CPH alerts firing now",
             "The CPH alerts this Prometheus is firing now (the ALERTS series), per alert"
             " and labels; see docs/runbooks.md for what to do.",
-            _grid(12, y + 17, 12, 8),
+            grid(12, y + 17, 12, 8),
             [
-                _target(
+                panel_target(
                     'ALERTS{alertname=~"Cph.*",alertstate="firing",job=~"$job|",'
                     'instance=~"$instance|"}',
                     "__auto",
@@ -379,6 +324,13 @@ def fleet_overview(config: MixinConfig) -> dict[str, Any]:
     panels = _insert(
         panels, "Exporter health", problem_panels(row["gridPos"]["y"], config.dashboards.phones)
     )
+    problems = "Problems and changes over the time range"
+    if config.dashboards.encoding:
+        y = next(p for p in panels if p.get("title") == problems)["gridPos"]["y"]
+        panels = _insert(panels, problems, encoding_row(y))
+    if config.dashboards.maintenance:
+        y = next(p for p in panels if p.get("title") == "Encoding" or p.get("title") == problems)
+        panels = _insert(panels, y["title"], maintenance_row(config, y["gridPos"]["y"]))
     board["panels"] = panels
     # The AZ variable lists the zones of the selected regions and projects.
     (az,) = [v for v in board["templating"]["list"] if v["name"] == "az"]
@@ -389,8 +341,20 @@ def fleet_overview(config: MixinConfig) -> dict[str, Any]:
 
 def server_detail(config: MixinConfig) -> dict[str, Any]:
     board = _template(DETAIL)
-    if not config.dashboards.phones:
+    if config.dashboards.phones:
+        # Under the phone list, in the "Cloud phones" row (the template's last).
+        bottom = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in board["panels"])
+        board["panels"] += detail_capacity(bottom)
+    else:
         board["panels"] = _drop_row(board["panels"], "Cloud phones")
+    if config.dashboards.maintenance:
+        phones = [p for p in board["panels"] if p.get("title") == "Cloud phones"]
+        if phones:
+            events = detail_events(phones[0]["gridPos"]["y"])
+            board["panels"] = _insert(board["panels"], "Cloud phones", events)
+        else:
+            bottom = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in board["panels"])
+            board["panels"] += detail_events(bottom)
     variables = {v["name"]: v for v in board["templating"]["list"]}
     variables["az"]["query"]["query"] = "label_values(cph_server_info, availability_zone)"
     # The server picker offers the servers of the selected targets, regions and projects.

@@ -31,12 +31,17 @@ ALERTS_HEADER = """\
 # `promtool test rules prometheus/alerts_test.yml`. What to do when one fires:
 # docs/runbooks.md, linked from every alert's runbook_url.
 #
-# Severities: `critical` pages (a server, or a whole availability zone, is broken), `warning`
-# is for working hours (a server needs attention, or the monitoring itself is degraded).
+# Severities: `critical` pages (a server, a whole availability zone, a maintenance or an
+# encode server is broken), `warning` is for working hours (a server needs attention or a
+# maintenance needs authorising, or the monitoring itself is degraded), `info` tells (a
+# maintenance is about to begin).
 #
 # Per-server alerts keep the identity labels of the series (server_id, server_name,
 # availability_zone, network_version, and state where the alert is about one) plus the
-# target labels job/instance. The cph-phones group is per server too, from cph_server_phones.
+# target labels job/instance. The cph-phones group is per server too, from cph_server_phones;
+# cph-maintenance is per scheduled event (the server's identity, event_id, event_type,
+# authorization_type, state); cph-encoding per encode server (encode_server_id,
+# encode_server_name, server_id, type, state).
 """
 
 

@@ -8,67 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from cph_exporter.mixin.promql import add_matchers
-from cph_exporter.mixin.settings import DURATION, MixinConfig
+from cph_exporter.mixin.annotations import SERVER, SERVER_SHORT, human, number, rule
+from cph_exporter.mixin.settings import MixinConfig
+from cph_exporter.mixin.watched_rules import encoding_rules, listing_rules, maintenance_rules
 
-_UNITS = {"ms": "millisecond", "s": "second", "m": "minute", "h": "hour", "d": "day"}
-_UNITS |= {"w": "week", "y": "year"}
-_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight"}
-
-SERVER = (
-    "{{ $labels.server_name }} (server_id {{ $labels.server_id }}, availability zone"
-    " {{ $labels.availability_zone }})"
-)
-SERVER_SHORT = (
-    "{{ $labels.server_name }} ({{ $labels.server_id }}) in {{ $labels.availability_zone }}"
-)
 PHONE_DETAILS = "in the CPH console (or in cph_phone_state with --collector.phone-details)"
 PHONE_FAILED_STATES = "reset_failed|restart_failed|create_failed|stop_failed"
 PHONE_BUSY_STATES = "creating|resetting|restarting|stopping"
 
 
-def human(duration: str) -> str:
-    """5m -> "5 minutes", 1h -> "an hour"."""
-    match = DURATION.match(duration)
-    if match is None:
-        raise ValueError(f"not a duration: {duration!r}")
-    count, unit = int(match[1]), _UNITS[match[2]]
-    if count == 1:
-        return f"an {unit}" if unit == "hour" else f"a {unit}"
-    return f"{count} {unit}s"
-
-
-def _number(value: float) -> str:
-    if float(value).is_integer():
-        return _WORDS.get(int(value), str(int(value)))
-    return f"{value:g}"
-
-
-def anchor(alert: str) -> str:
-    """The runbook section's anchor: its heading is the alert name."""
-    return alert.lower()
-
-
-def _rule(
-    config: MixinConfig, alert: str, expr: str, summary: str, description: str
-) -> dict[str, Any]:
-    return {
-        "alert": alert,
-        "expr": add_matchers(expr, config.selector),
-        "for": config.for_(alert),
-        "labels": {"severity": config.severity(alert)},
-        "annotations": {
-            "summary": summary,
-            "description": description,
-            "runbook_url": f"{config.runbook_url}#{anchor(alert)}",
-        },
-    }
-
-
 def server_rules(c: MixinConfig) -> list[dict[str, Any]]:
     t = c.thresholds
     return [
-        _rule(
+        rule(
             c,
             "CphServerAbnormal",
             'cph_server_state{state="abnormal"} == 1',
@@ -78,7 +30,7 @@ def server_rules(c: MixinConfig) -> list[dict[str, Any]]:
             " Check the server and its phones in the CPH console, restart the server, and"
             " open a ticket with Huawei Cloud support if it stays abnormal.",
         ),
-        _rule(
+        rule(
             c,
             "CphServerFrozen",
             'cph_server_state{state="frozen"} == 1',
@@ -88,7 +40,7 @@ def server_rules(c: MixinConfig) -> list[dict[str, Any]]:
             " billing reasons: check the account balance and the order in the Billing Center,"
             " renew or pay, and the server is unfrozen.",
         ),
-        _rule(
+        rule(
             c,
             "CphServerStopFailed",
             'cph_server_state{state="stop_failed"} == 1',
@@ -99,7 +51,7 @@ def server_rules(c: MixinConfig) -> list[dict[str, Any]]:
         ),
         # `for` measures how long Prometheus has seen the state; it survives Prometheus
         # restarts (the for-state is restored) but restarts if the series goes away.
-        _rule(
+        rule(
             c,
             "CphServerStuckCreating",
             'cph_server_state{state="creating"} == 1',
@@ -111,7 +63,7 @@ def server_rules(c: MixinConfig) -> list[dict[str, Any]]:
             " progress, open a ticket with Huawei Cloud support, or delete and recreate it.",
         ),
         # Joined with cph_server_status so that $value is the undocumented status code.
-        _rule(
+        rule(
             c,
             "CphServerUnknownStatus",
             'cph_server_status * ignoring(state) (cph_server_state{state="unknown"} == 1)',
@@ -123,7 +75,7 @@ def server_rules(c: MixinConfig) -> list[dict[str, Any]]:
         ),
         # One page for an availability zone in trouble instead of one per server: the
         # per-server alerts of the zone are inhibited by this one in Alertmanager.
-        _rule(
+        rule(
             c,
             "CphAvailabilityZoneDegraded",
             "(\n"
@@ -148,7 +100,7 @@ def server_rules(c: MixinConfig) -> list[dict[str, Any]]:
 
 def phone_rules(c: MixinConfig) -> list[dict[str, Any]]:
     return [
-        _rule(
+        rule(
             c,
             "CphServerPhonesAbnormal",
             'cph_server_phones{state="abnormal"} > 0',
@@ -159,7 +111,7 @@ def phone_rules(c: MixinConfig) -> list[dict[str, Any]]:
             " ticket with Huawei Cloud support if they stay abnormal; check the server too if"
             " all its phones are.",
         ),
-        _rule(
+        rule(
             c,
             "CphServerPhonesFailed",
             f'cph_server_phones{{state=~"{PHONE_FAILED_STATES}"}} > 0',
@@ -174,7 +126,7 @@ def phone_rules(c: MixinConfig) -> list[dict[str, Any]]:
         # Stuck: the count has not dropped to 0 for the whole `for`. min_over_time over 5m
         # keeps the expression (and so the `for`) alive across a failed scrape, which marks
         # the series stale; `for` makes a server that appears with such phones wait too.
-        _rule(
+        rule(
             c,
             "CphServerPhonesStuck",
             f'min_over_time(cph_server_phones{{state=~"{PHONE_BUSY_STATES}"}}[5m]) > 0',
@@ -194,7 +146,7 @@ def exporter_rules(c: MixinConfig) -> list[dict[str, Any]]:
     t = c.thresholds
     exporter = "The exporter {{ $labels.instance }} (job {{ $labels.job }})"
     return [
-        _rule(
+        rule(
             c,
             "CphApiDown",
             "cph_up == 0",
@@ -206,7 +158,7 @@ def exporter_rules(c: MixinConfig) -> list[dict[str, Any]]:
             " the AK/SK or security token is wrong or expired, 403 that the IAM user may not"
             " read CPH servers, other errors network trouble or an API outage.",
         ),
-        _rule(
+        rule(
             c,
             "CphPhonesListingDown",
             "cph_phones_up == 0",
@@ -220,7 +172,7 @@ def exporter_rules(c: MixinConfig) -> list[dict[str, Any]]:
             " are not wanted.",
         ),
         # A TTL of 0 (no cache) is floored so that it cannot make every age "stale".
-        _rule(
+        rule(
             c,
             "CphExporterDataStale",
             f"cph_exporter_data_age_seconds > {t.stale_ttls:g} *"
@@ -228,11 +180,11 @@ def exporter_rules(c: MixinConfig) -> list[dict[str, Any]]:
             "The CPH exporter {{ $labels.instance }} is serving stale data",
             "The data served by the exporter {{ $labels.instance }} (job {{ $labels.job }}) is"
             " {{ $value | humanizeDuration }} old, more than"
-            f" {_number(t.stale_ttls)} cache TTLs: refreshes are not succeeding. Check the"
+            f" {number(t.stale_ttls)} cache TTLs: refreshes are not succeeding. Check the"
             " exporter log for failed or hanging refreshes and the CphApiDown alert; restart"
             " the exporter if it is stuck.",
         ),
-        _rule(
+        rule(
             c,
             "CphDetailFetchFailing",
             "cph_exporter_servers_without_details > 0",
@@ -245,7 +197,7 @@ def exporter_rules(c: MixinConfig) -> list[dict[str, Any]]:
             " not read server details, a 404 a server ID given with --cph.server-id that does"
             " not exist.",
         ),
-        _rule(
+        rule(
             c,
             "CphApiThrottled",
             "sum without (operation, code)"
@@ -260,7 +212,7 @@ def exporter_rules(c: MixinConfig) -> list[dict[str, Any]]:
             " ask Huawei Cloud for a higher quota.",
         ),
         # Job-name independent: a target that exposed cph_exporter_build_info in the last day.
-        _rule(
+        rule(
             c,
             "CphExporterDown",
             "up == 0 and on (job, instance) present_over_time(cph_exporter_build_info[1d])",
@@ -273,7 +225,7 @@ def exporter_rules(c: MixinConfig) -> list[dict[str, Any]]:
         ),
         # Fires when no CPH exporter is scraped at all (e.g. the scrape job was removed or
         # renamed). Drop this rule if you load these rules into a Prometheus without one.
-        _rule(
+        rule(
             c,
             "CphExporterAbsent",
             "absent(cph_up)",
@@ -290,9 +242,16 @@ def groups(config: MixinConfig) -> list[dict[str, Any]]:
     out = [{"name": "cph-servers", "rules": server_rules(config)}]
     if config.dashboards.phones:
         out.append({"name": "cph-phones", "rules": phone_rules(config)})
+    if config.dashboards.maintenance:
+        out.append({"name": "cph-maintenance", "rules": maintenance_rules(config)})
+    if config.dashboards.encoding:
+        out.append({"name": "cph-encoding", "rules": encoding_rules(config)})
     rules = exporter_rules(config)
     if not config.dashboards.phones:
         rules = [r for r in rules if r["alert"] != "CphPhonesListingDown"]
+    # The other listings' health right after the phones' (or where it would be).
+    at = next(i for i, r in enumerate(rules) if r["alert"] == "CphExporterDataStale")
+    rules[at:at] = listing_rules(config)
     out.append({"name": "cph-exporter", "rules": rules})
     return out
 

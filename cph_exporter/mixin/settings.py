@@ -28,8 +28,16 @@ ALERT_DEFAULTS: dict[str, tuple[str, str]] = {
     "CphServerPhonesAbnormal": ("warning", "10m"),
     "CphServerPhonesFailed": ("warning", "10m"),
     "CphServerPhonesStuck": ("warning", "30m"),
+    "CphMaintenanceNeedsAuthorisation": ("warning", "5m"),
+    "CphMaintenanceImminent": ("info", "5m"),
+    "CphMaintenanceFailed": ("critical", "5m"),
+    "CphEncodeServerAbnormal": ("critical", "10m"),
+    "CphEncodeServerStuckCreating": ("warning", "1h"),
     "CphApiDown": ("warning", "5m"),
     "CphPhonesListingDown": ("warning", "15m"),
+    "CphScheduledEventsListingDown": ("warning", "15m"),
+    "CphEncodeServersListingDown": ("warning", "15m"),
+    "CphPhoneModelsListingDown": ("warning", "1h"),
     "CphExporterDataStale": ("warning", "2m"),
     "CphDetailFetchFailing": ("warning", "15m"),
     "CphApiThrottled": ("warning", "10m"),
@@ -56,6 +64,11 @@ class Thresholds:
     stale_ttl_floor_seconds: float = 10
     # CphApiThrottled: more than this share of the API calls answered 429
     throttled_ratio: float = 0.1
+    # CphMaintenanceNeedsAuthorisation: an event waiting for authorisation whose deadline is
+    # less than this many hours away
+    maintenance_authorise_hours: float = 72
+    # CphMaintenanceImminent: a scheduled event whose window opens within this many hours
+    maintenance_imminent_hours: float = 24
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,9 +77,12 @@ class Dashboards:
     fleet_time_from: str = "now-6h"
     detail_time_from: str = "now-24h"
     editable: bool = False
-    # Optional rows of the fleet overview (and the phone row of the server detail).
+    # Optional rows of the fleet overview (and the phone row of the server detail). phones,
+    # maintenance and encoding take their alerts with them.
     phones: bool = True
     cloud_eye: bool = True
+    maintenance: bool = True
+    encoding: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -57,8 +57,11 @@ def generate_scheduled_events(
         state = EVENT_STATES[k // 2 % len(EVENT_STATES)]
         form = k % 3
         published = now - (k + 1) * 3 * _HOUR
-        # Upcoming windows from 2 h to about 5 days away: some inside 24 h and 72 h, some not.
-        not_before = now + (2 + (k * 11) % 120) * _HOUR
+        # Upcoming windows from 2 h to about 5 days away: scheduled ones opening inside 24 h
+        # and beyond, waiting ones with deadlines inside 72 h and beyond, none within an hour
+        # of either bound (so that which ones alert does not depend on when you look); in the
+        # fleet of --simulate, windows opening within a day in every zone.
+        not_before = now + (2 + (k * 9) % 120) * _HOUR
         event: dict[str, Any] = {
             "event_id": f"{rng.getrandbits(128):032x}"[:8] + f"-evt-{k:04d}",
             "server_id": server["server_id"],
