@@ -141,6 +141,7 @@ class Exporter:
                 config.max_requests,
                 # Half the threads at most wait on a refresh: the others stay free to answer.
                 max_waiting=max(1, min(config.max_requests, config.max_connections // 2)),
+                version=__version__,
             ),
             web_config,
             handler_threads=config.max_connections,

@@ -9,6 +9,7 @@ import time
 import pytest
 import requests
 
+from cph_exporter import __version__
 from cph_exporter.credentials.values import Credentials
 from cph_exporter.simulator import (
     SIMULATOR_ACCESS_KEY,
@@ -184,6 +185,7 @@ def test_http_endpoints(simulator: CphSimulator, make_exporter: ExporterFactory)
     assert ready.status_code == 503  # nothing fetched yet
     landing = requests.get(exporter.url + "/", timeout=5)
     assert landing.status_code == 200 and 'href="/metrics"' in landing.text
+    assert f"Version {__version__}" in landing.text  # the one version, from the package
     assert requests.get(exporter.url + "/-/healthy", timeout=5).text == "Healthy\n"
     assert requests.get(exporter.url + "/nope", timeout=5).status_code == 404
     om = requests.get(

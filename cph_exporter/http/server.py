@@ -54,8 +54,10 @@ class ExporterHandlerContext:
         default_scrape_timeout: float,
         max_in_flight: int,
         max_waiting: int | None = None,
+        version: str = "",
     ) -> None:
         self.targets = targets
+        self.version = version  # shown on the landing page
         self.exposition = exposition
         self.telemetry_path = telemetry_path
         self.default_scrape_timeout = default_scrape_timeout
@@ -134,6 +136,7 @@ class ExporterHandler(WebConfigRequestHandler):
         page = (
             "<!DOCTYPE html><html><head><title>CPH Exporter</title></head><body>"
             "<h1>CPH Exporter</h1><p>Prometheus exporter for Huawei Cloud Cloud Phone Host.</p>"
+            f"<p>Version {html.escape(self.context.version)}</p>"
             f'<ul><li><a href="{path}">Metrics</a></li>'
             '<li><a href="/-/healthy">Health</a></li><li><a href="/-/ready">Readiness</a></li>'
             "</ul></body></html>\n"
