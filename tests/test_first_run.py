@@ -196,6 +196,7 @@ def test_project_ids_are_32_hex_and_endpoints_http_in_every_mode(tmp_path: Path)
         ([*region, "--cph.project-id", "0123"], {}, "cph-exporter: --cph.project-id: not a"),
         (region, {"HUAWEICLOUD_SDK_PROJECT_ID": "0123"}, "cph-exporter: HUAWEICLOUD_SDK_PROJ"),
         (["--config.file", str(file)], {}, f"cph-exporter: config file {file}: targets[0]."),
+        (["--simulate", "--cph.project-id", "0123"], {}, "cph-exporter: --cph.project-id: not a"),
         (["--simulate", "--cph.endpoint", "ftp://x"], {}, "cph-exporter: --cph.endpoint: not"),
         (["--simulate", "--cph.endpoint", "ftp://u:hunter2@x"], {}, "cph-exporter: --cph.endpoint"),
     ]
