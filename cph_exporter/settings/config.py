@@ -218,17 +218,18 @@ def validate(config: Config) -> Config:
         if config.server_ids:
             raise fail("--cph.server-id", "not with --config.file: give server_ids per target")
         return config  # each target of the file names its region, project and endpoint
-    # Given, it must be one in every mode (under --simulate the simulator's replaces it).
     problem = project_id_problem(config.project_id) if config.project_id else None
-    if problem:
-        raise fail("--cph.project-id", problem)
     if config.simulate:
+        if problem:  # the simulator's replaces it, but a malformed one is refused all the same
+            raise fail("--cph.project-id", problem)
         return config
     if not config.region:
         raise fail("--cph.region", "required (for example cn-north-4), or run with --simulate")
     if not REGION.match(config.region):
         raise fail("--cph.region", f"not a region name: {config.region!r}")
     # No project ID: it is looked up from the region through IAM once credentials are known.
+    if problem:
+        raise fail("--cph.project-id", problem)
     endpoint = config.endpoint or ENDPOINT_TEMPLATE.format(region=config.region)
     return Config(**{**config.__dict__, "endpoint": endpoint.rstrip("/")})
 
