@@ -372,16 +372,19 @@ def run(config: Config, environ: Mapping[str, str], check_only: bool = False) ->
 def _stop_on(signals: Sequence[signal.Signals], stop: Callable[[], None]) -> None:
     stopping = threading.Event()
 
+    def shut_down(name: str) -> None:
+        log.info("stopping on %s: shutting down the listener and the API connections", name)
+        stop()
+
     def handler(received: int, _frame: FrameType | None) -> None:
+        # No I/O here: the signal may arrive while the main thread is writing a log line,
+        # and a reentrant write to stderr would raise inside the handler and lose the stop.
         if stopping.is_set():
             return  # one line, one shutdown, however many signals arrive
         stopping.set()
-        log.info(
-            "stopping on %s: shutting down the listener and the API connections",
-            signal.Signals(received).name,
-        )
         # shutdown() blocks until serve_forever returns: run it off the serving thread.
-        threading.Thread(target=stop, daemon=True).start()
+        name = signal.Signals(received).name
+        threading.Thread(target=shut_down, args=(name,), name="cph-stop", daemon=True).start()
 
     for signum in signals:
         signal.signal(signum, handler)
