@@ -25,6 +25,7 @@ from cph_exporter.credentials.values import Credentials, scrub
 from cph_exporter.settings.config import Config, ConfigError
 from cph_exporter.settings.target_config import flag_target
 from cph_exporter.startup import resolve_targets
+from tests.helpers.net import free_port
 from tests.helpers.pki import Pki, make_ca
 
 AK, SK = "FAILURESACCESSKEY0001", "failures-sk-Zq81mW02nXv7"
@@ -32,9 +33,7 @@ AUTH = AkSkAuth(lambda: Credentials(AK, SK), project_id="p1")
 
 
 def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_port()  # free now: nothing listens there
 
 
 def list_error(endpoint: str, **settings: Any) -> ApiError:

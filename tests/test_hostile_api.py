@@ -9,7 +9,6 @@ import functools
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from cph_exporter.simulator import SIMULATOR_PROJECT_ID, SIMULATOR_REGION, CphSi
 from cph_exporter.startup import target_spec
 from tests.helpers.fleet import GOOD_CREDENTIALS
 from tests.helpers.hostile_api import SERVERS, Hostile
-from tests.helpers.net import serve
+from tests.helpers.net import free_port, serve
 from tests.helpers.samples import samples
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -277,9 +276,7 @@ def test_oversized_answers_do_not_grow_the_exporter_process(tmp_path: Path) -> N
     try:
         until(lambda: port_file.exists() and port_file.read_text() != "")
         api = f"http://127.0.0.1:{port_file.read_text()}"
-        with socket.socket() as probe:  # a free port, for the exporter to listen on
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()  # for the exporter to listen on
         env = {
             **os.environ,
             "HUAWEICLOUD_SDK_AK": CREDENTIALS.access_key,

@@ -24,16 +24,10 @@ from prometheus_client.registry import Collector
 from cph_exporter.http.exposition import Exposition
 from cph_exporter.metrics.servers import ServerCollector
 from cph_exporter.refresh.targets import TargetView
-from tests.helpers.net import serve
+from tests.helpers.net import free_port, serve
 from tests.helpers.snapshots import sample_snapshot
 
 PATIENCE = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def peak_rss_kb(pid: int) -> int:
