@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import quote, urlencode, urlsplit
 
 import requests
@@ -39,6 +39,7 @@ LIST_SCHEDULED_EVENTS = "ListScheduledEvents"
 LIST_ENCODE_SERVERS = "ListEncodeServers"
 LIST_PHONE_MODELS = "ListCloudPhoneModels"
 PAGE_SIZE = 100  # the API's largest page
+T = TypeVar("T")
 
 
 class DeadlineError(ApiError):
@@ -151,6 +152,16 @@ class CphClient:
         """All servers, de-duplicated by server_id: pages drift while servers come and go."""
         return self._list_all(LIST_SERVERS, "/servers", "servers", "server_id", {}, deadline)
 
+    def list_servers_as(
+        self, convert: Callable[[Mapping[str, Any]], T], deadline: float | None = None
+    ) -> tuple[list[T], bool]:
+        """`list_servers`, each entry converted as its page arrives (the raw page is dropped
+        then); with whether the page cap stopped the listing."""
+        result = self._list_all(
+            LIST_SERVERS, "/servers", "servers", "server_id", {}, deadline, convert
+        )
+        return cast(list[T], result.entries), result.truncated  # converted, every one
+
     def list_phones(
         self, deadline: float | None = None, server_id: str | None = None
     ) -> ServerList:
@@ -166,6 +177,7 @@ class CphClient:
         id_field: str,
         params: Mapping[str, Any],
         deadline: float | None,
+        convert: Callable[[Mapping[str, Any]], Any] | None = None,
     ) -> ServerList:
         result = ServerList()
         seen: set[str] = set()
@@ -187,7 +199,7 @@ class CphClient:
                     if entry_id in seen:
                         continue
                     seen.add(entry_id)
-                result.entries.append(entry)
+                result.entries.append(entry if convert is None else convert(entry))
             if len(page) < PAGE_SIZE:
                 return result
             offset += PAGE_SIZE
