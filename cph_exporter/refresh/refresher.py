@@ -284,8 +284,10 @@ class Refresher:
         self._store_loaded = True
         assert self._store is not None
         now = self._clock()
+        # Older than the staleness bound, they would drop every server from the snapshot.
+        oldest = min(self._detail_max_age, self._max_stale)
         for server_id, stored in self._store.load().items():
-            if now - stored.fetched_at < self._detail_max_age:
+            if 0 <= now - stored.fetched_at < oldest:
                 self._details[server_id] = stored
                 self._from_store[server_id] = stored.fetched_at
 
