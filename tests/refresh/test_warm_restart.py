@@ -223,3 +223,19 @@ def test_off_by_default_writes_nothing(
     scrape(exporter)
     exporter.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stored_details_older_than_the_staleness_bound_are_fetched_again(
+    sim: CphSimulator, make_exporter: ExporterFactory, tmp_path: Path
+) -> None:
+    run_once(make_exporter, sim, tmp_path)
+    with sqlite3.connect(store_file(tmp_path, sim)) as db:
+        db.execute("UPDATE details SET fetched_at = fetched_at - 700")  # older than 10 minutes
+    sim.reset_counters()
+    exporter = make_exporter(
+        sim, cache_dir=str(tmp_path), phones=False, detail_max_age=3600.0, cache_max_stale=600.0
+    )
+    got = samples(scrape(exporter))
+    exporter.close()
+    assert dict(sim.calls) == {LIST: 1, DETAIL: len(fleet())}
+    assert_complete(got, fleet())  # served, not withheld as too old
