@@ -1,7 +1,7 @@
 """Fleet-scale benchmark: the exporter against the simulator, each figure beside its baseline.
 
-    python benchmarks/bench.py                                   # quick: N = 100 and 1,000
-    python benchmarks/bench.py --servers 100 1000 10000 --repeat 30
+    python benchmarks/bench.py                      # N = 100, 1,000 and 10,000
+    python benchmarks/bench.py --servers 100 1000   # quicker
 
 For each N, the simulator (N servers, --latency per API call) and the exporter run as two
 subprocesses, so the simulator's CPU is not charged to the exporter and the exporter's
@@ -14,7 +14,13 @@ baseline measured in the same run:
   vs rendering them with prometheus_client's generate_latest from a plain registry;
 - API calls per refresh of an unchanged fleet (two refreshes after the TTL) vs the
   ceil(N/100) list calls any refresh must make;
-- the exporter's peak RSS.
+- the exporter's peak RSS;
+- the API path alone, in a process of its own: client CPU per API call in a cold refresh
+  (the exporter's client and refresher, records built) and calls/s at concurrency 16 and
+  64, each vs a bare keep-alive `http.client` pool making the same signed GETs and parsing
+  the same JSON; the refresh peak (VmHWM growth) vs the retained growth;
+- a restart over the unchanged fleet with --cache.dir: detail calls at start vs the
+  ceil(N/100) list calls of the list-only floor.
 
 The rate cap is off by default (--rate 0): the simulator does not throttle, and the cap
 would make a cold refresh take N/rate seconds by design. Benchmarks are not tests: nothing
@@ -221,7 +227,9 @@ TABLE_HEADER = (
 
 def run_one(servers: int, args: argparse.Namespace) -> Result:
     latency = args.latency
-    ttl = args.ttl if args.ttl is not None else max(10.0, 3 * servers / 1000)
+    # Long enough for the warm phase: at 10,000 servers, 10 warm scrapes of each form take
+    # well over 30 s on 2 shared cores, and a refresh must not overlap them.
+    ttl = args.ttl if args.ttl is not None else max(30.0, 12 * servers / 1000)
     sim_args = [sys.executable, "-m", "cph_exporter.simulator", "--servers", str(servers)]
     sim_args += ["--latency", str(latency), "--listen", "127.0.0.1:0"]
     with process(sim_args) as sim:
@@ -307,9 +315,269 @@ def run_one(servers: int, args: argparse.Namespace) -> Result:
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# The API path alone, in a process of its own (`--measure lean|bare URL N CONCURRENCY`)
+
+
+def process_cpu() -> float:
+    return time.process_time()
+
+
+def rss_mb(field: str = "VmRSS") -> float:
+    status = Path("/proc/self/status").read_text()
+    match = re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE)
+    return int(match[1]) * 1024 / MB if match else float("nan")
+
+
+def measure_lean(url: str, servers: int, concurrency: int) -> dict[str, float]:
+    """A cold refresh by the exporter's own client and refresher: list, details, records."""
+    from prometheus_client import CollectorRegistry as Registry
+
+    from cph_exporter.cph.client import CphClient
+    from cph_exporter.cph.request_metrics import ApiMetrics
+    from cph_exporter.cph.signing import AkSkAuth
+    from cph_exporter.credentials.values import Credentials
+    from cph_exporter.refresh.refresher import Refresher
+
+    creds = Credentials(SIMULATOR_ACCESS_KEY, SIMULATOR_SECRET_KEY)
+    metrics = ApiMetrics(Registry())
+    client = CphClient(
+        url,
+        SIMULATOR_PROJECT_ID,
+        AkSkAuth(lambda: creds, project_id=SIMULATOR_PROJECT_ID),
+        metrics=metrics,
+        pool_size=concurrency,
+    )
+    refresher = Refresher(
+        client,
+        ttl=3600,
+        max_stale=7200,
+        detail_max_age=3600,
+        refresh_timeout=1800,
+        concurrency=concurrency,
+        metrics=metrics,
+    )
+    before_rss = rss_mb()
+    cpu, wall = process_cpu(), time.perf_counter()
+    snapshot = refresher.snapshot(timeout=1800)
+    cpu, wall = process_cpu() - cpu, time.perf_counter() - wall
+    if len(snapshot.servers) != servers or snapshot.servers_without_details:
+        raise RuntimeError("the lean refresh did not fetch every server")
+    calls = math.ceil(servers / 100) + servers
+    result = {
+        "cpu_per_call": cpu / calls,
+        "calls_per_s": calls / wall,
+        "peak_growth_mb": rss_mb("VmHWM") - before_rss,
+        "retained_growth_mb": rss_mb() - before_rss,
+    }
+    refresher.close()
+    client.close()
+    return result
+
+
+def measure_bare(url: str, servers: int, concurrency: int) -> dict[str, float]:
+    """The floor: a bare keep-alive http.client pool making the same signed GETs, each answer
+    parsed as JSON, and nothing else."""
+    import concurrent.futures
+    import json
+    import queue
+    from urllib.parse import urlsplit
+
+    from cph_exporter.cph.signing import AkSkAuth, canonical_uri
+    from cph_exporter.credentials.values import Credentials
+
+    creds = Credentials(SIMULATOR_ACCESS_KEY, SIMULATOR_SECRET_KEY)
+    auth = AkSkAuth(lambda: creds, project_id=SIMULATOR_PROJECT_ID)
+    parts = urlsplit(url)
+    host = parts.netloc
+    base = f"/v1/{SIMULATOR_PROJECT_ID}/cloud-phone"
+    pool: queue.SimpleQueue[http.client.HTTPConnection] = queue.SimpleQueue()
+    for _ in range(concurrency):
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
+        conn.connect()  # connected before the clock starts: the floor pays no handshake
+        pool.put(conn)
+
+    def get(path: str, query: list[tuple[str, str]]) -> dict[str, object]:
+        conn = pool.get()
+        try:
+            target = path + ("?" + "&".join(f"{k}={v}" for k, v in query) if query else "")
+            conn.request("GET", target, headers=auth.sign_get(host, canonical_uri(path), query))
+            response = conn.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"bare pool: HTTP {response.status}")
+            loaded: dict[str, object] = json.loads(body)
+            return loaded
+        finally:
+            pool.put(conn)
+
+    before_rss = rss_mb()
+    cpu, wall = process_cpu(), time.perf_counter()
+    ids: list[str] = []
+    for offset in range(0, servers, 100):
+        page = get(base + "/servers", [("limit", "100"), ("offset", str(offset))])["servers"]
+        ids += [entry["server_id"] for entry in page]  # type: ignore[attr-defined]
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as workers:
+        for _ in workers.map(lambda sid: get(base + "/servers/" + sid, []), ids):
+            pass
+    cpu, wall = process_cpu() - cpu, time.perf_counter() - wall
+    calls = math.ceil(servers / 100) + len(ids)
+    return {
+        "cpu_per_call": cpu / calls,
+        "calls_per_s": calls / wall,
+        "peak_growth_mb": rss_mb("VmHWM") - before_rss,
+        "retained_growth_mb": rss_mb() - before_rss,
+    }
+
+
+def measured(kind: str, url: str, servers: int, concurrency: int) -> dict[str, float]:
+    args = [sys.executable, str(Path(__file__).resolve()), "--measure", kind, url]
+    args += [str(servers), str(concurrency)]
+    done = subprocess.run(args, capture_output=True, text=True, cwd=REPO, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"--measure {kind} failed:\n{done.stdout}{done.stderr}")
+    figures: dict[str, float] = __import__("json").loads(done.stdout.splitlines()[-1])
+    return figures
+
+
+@dataclass
+class ApiResult:
+    servers: int
+    lean: dict[int, dict[str, float]]  # by concurrency
+    bare: dict[int, dict[str, float]]
+    restart_list_calls: float
+    restart_detail_calls: float
+    restart_seconds: float
+    cold_seconds: float
+
+    def lines(self) -> list[str]:
+        n = self.servers
+        ok = {True: "holds", False: "MISSED"}
+        lines = []
+        for conc in sorted(self.lean):
+            lean, bare = self.lean[conc], self.bare[conc]
+            ratio = lean["cpu_per_call"] / bare["cpu_per_call"]
+            lines.append(
+                f"  API, {conc:2d} in flight    CPU/call {lean['cpu_per_call'] * 1000:6.3f} ms vs "
+                f"bare pool {bare['cpu_per_call'] * 1000:6.3f} ms = {ratio:.2f}x "
+                f"(target <= 2x: {ok[ratio <= 2]}); calls/s {lean['calls_per_s']:6.0f} vs "
+                f"{bare['calls_per_s']:6.0f} = {lean['calls_per_s'] / bare['calls_per_s']:.2f}x"
+            )
+        lean16 = self.lean[min(self.lean)]
+        lines.append(
+            f"  refresh peak         {lean16['peak_growth_mb']:6.1f} MB above the start vs "
+            f"retained {lean16['retained_growth_mb']:6.1f} MB (bare pool peak "
+            f"{self.bare[min(self.bare)]['peak_growth_mb']:.1f} MB)"
+        )
+        floor = math.ceil(n / 100)
+        lines.append(
+            f"  restart, --cache.dir list {self.restart_list_calls:.0f} + detail "
+            f"{self.restart_detail_calls:.0f} calls in {self.restart_seconds:.2f} s (cold start "
+            f"{self.cold_seconds:.2f} s) vs list-only floor {floor}: detail <= N/100 "
+            f"{ok[self.restart_detail_calls <= n / 100]}"
+        )
+        return lines
+
+    def row(self) -> str:
+        cells = [f"{self.servers:,}"]
+        for conc in sorted(self.lean):
+            lean, bare = self.lean[conc], self.bare[conc]
+            cells.append(
+                f"{lean['cpu_per_call'] * 1000:.2f} ms / {bare['cpu_per_call'] * 1000:.2f} ms "
+                f"({lean['cpu_per_call'] / bare['cpu_per_call']:.2f}x)"
+            )
+            cells.append(f"{lean['calls_per_s']:.0f} / {bare['calls_per_s']:.0f}")
+        lean16 = self.lean[min(self.lean)]
+        cells.append(f"{lean16['peak_growth_mb']:.0f} MB / {lean16['retained_growth_mb']:.0f} MB")
+        cells.append(
+            f"{self.restart_list_calls:.0f} + {self.restart_detail_calls:.0f} "
+            f"(floor {math.ceil(self.servers / 100)} + 0), {self.restart_seconds:.1f} s vs "
+            f"{self.cold_seconds:.1f} s cold"
+        )
+        return "| " + " | ".join(cells) + " |"
+
+
+API_TABLE_HEADER = (
+    "| N | CPU per call, 16 in flight: exporter / bare pool | calls/s at 16: exporter / bare "
+    "| CPU per call, 64 in flight | calls/s at 64 | refresh peak / retained (growth) "
+    "| restart with --cache.dir: list + detail calls, time |\n"
+    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+)
+
+
+def exporter_args(url: str, port: int, ttl: float, concurrency: int, rate: float) -> list[str]:
+    args = [sys.executable, "-m", "cph_exporter", "--log.level", "warn"]
+    args += ["--cph.region", SIMULATOR_REGION, "--cph.project-id"]
+    args += [SIMULATOR_PROJECT_ID, "--cph.endpoint", url]
+    args += ["--web.listen-address", f"127.0.0.1:{port}"]
+    args += ["--cache.ttl", f"{ttl}s", "--cache.max-stale", "2h"]
+    args += ["--cph.concurrency", str(concurrency)]
+    args += ["--cph.max-requests-per-second", str(rate)]
+    args += ["--cph.refresh-timeout", "30m", "--cache.detail-max-age", "2h"]
+    return args
+
+
+def exporter_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env |= {"HUAWEICLOUD_SDK_AK": SIMULATOR_ACCESS_KEY}
+    env |= {"HUAWEICLOUD_SDK_SK": SIMULATOR_SECRET_KEY}
+    return env
+
+
+def timed_start(args: list[str], port: int, servers: int) -> tuple[float, dict[str, float]]:
+    """Start an exporter; the seconds to its first complete scrape and the API calls made."""
+    prometheus = {
+        "Accept": PROMETHEUS_ACCEPT,
+        "Accept-Encoding": "gzip",
+        "X-Prometheus-Scrape-Timeout-Seconds": "1800",
+    }
+    started = time.perf_counter()
+    with process(args, exporter_env()) as exporter:
+        wait_ready(port, exporter, "/-/healthy")
+        body = gzip.decompress(fetch(port, headers=prometheus))
+        seconds = time.perf_counter() - started
+        if servers_in(b"\n" + body) != servers:
+            raise RuntimeError("the scrape did not list every server")
+        if b"\ncph_exporter_servers_without_details 0" not in b"\n" + body:
+            raise RuntimeError("some servers have no details")
+        return seconds, api_calls(port)
+
+
+def run_api(servers: int, args: argparse.Namespace) -> ApiResult:
+    sim_args = [sys.executable, "-m", "cph_exporter.simulator", "--servers", str(servers)]
+    sim_args += ["--latency", str(args.latency), "--listen", "127.0.0.1:0"]
+    with process(sim_args) as sim, tempfile.TemporaryDirectory() as cache:
+        assert sim.stdout is not None
+        url = sim.stdout.readline().strip()
+        lean: dict[int, dict[str, float]] = {}
+        bare: dict[int, dict[str, float]] = {}
+        for conc in (16, 64):
+            bare[conc] = measured("bare", url, servers, conc)
+            lean[conc] = measured("lean", url, servers, conc)
+        port = free_port()
+        start_args = exporter_args(url, port, 3600, args.concurrency, args.rate)
+        start_args += ["--cache.dir", cache]
+        cold_seconds, _ = timed_start(start_args, port, servers)
+        restart_seconds, calls = timed_start(start_args, port, servers)
+    return ApiResult(
+        servers=servers,
+        lean=lean,
+        bare=bare,
+        restart_list_calls=calls.get("ListCloudPhoneServers", 0),
+        restart_detail_calls=calls.get("GetCloudPhoneServerDetail", 0),
+        restart_seconds=restart_seconds,
+        cold_seconds=cold_seconds,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and sys.argv[1:2] == ["--measure"]:
+        kind, url, servers, concurrency = sys.argv[2:6]
+        run = measure_lean if kind == "lean" else measure_bare
+        print(__import__("json").dumps(run(url, int(servers), int(concurrency))), flush=True)
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--servers", type=int, nargs="+", default=[100, 1000], metavar="N")
+    parser.add_argument("--servers", type=int, nargs="+", default=[100, 1000, 10_000], metavar="N")
     parser.add_argument("--repeat", type=int, default=10, help="scrapes per warm median")
     parser.add_argument("--latency", type=float, default=0.02, help="API latency, seconds")
     parser.add_argument("--concurrency", type=int, default=16, help="--cph.concurrency")
@@ -319,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=None,
         help="--cache.ttl in seconds; it must outlast the warm scrapes "
-        "(default: 10, or 3 per 1,000 servers beyond that)",
+        "(default: 30, or 12 per 1,000 servers beyond that)",
     )
     args = parser.parse_args(argv)
     print(
@@ -328,14 +596,22 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     results = []
+    api_results = []
     for servers in args.servers:
         result = run_one(servers, args)
         results.append(result)
         print("\n".join(result.lines()), flush=True)
+        api_result = run_api(servers, args)
+        api_results.append(api_result)
+        print("\n".join(api_result.lines()), flush=True)
     print()
     print(TABLE_HEADER)
     for result in results:
         print(result.row())
+    print()
+    print(API_TABLE_HEADER)
+    for api_result in api_results:
+        print(api_result.row())
     return 0
 
 

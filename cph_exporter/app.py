@@ -34,6 +34,7 @@ from cph_exporter.metrics.phone_capacity import PhoneCapacityCollector
 from cph_exporter.metrics.phones import PhoneCollector
 from cph_exporter.metrics.scheduled_events import ScheduledEventCollector
 from cph_exporter.metrics.servers import ServerCollector
+from cph_exporter.refresh.detail_store import DetailStore
 from cph_exporter.refresh.listings import WatchedListings
 from cph_exporter.refresh.refresher import Refresher
 from cph_exporter.refresh.targets import Target, TargetSet, TargetSpec, TargetView
@@ -193,6 +194,11 @@ class Exporter:
             watched=_watched_listings(client, config, spec.server_ids),
             on_refresh=self._render_ahead,
             cache_timer=self._cache_timer,
+            store=(
+                DetailStore(config.cache_dir, spec.endpoint, spec.project_id)
+                if config.cache_dir
+                else None
+            ),
         )
         return Target(spec.region, spec.project_id, client, refresher)
 

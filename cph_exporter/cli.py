@@ -262,6 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=600.0,
         help="details of an unchanged server are fetched again after this (default 10m)",
     )
+    add(
+        "--cache.dir",
+        dest="cache_dir",
+        default=None,
+        metavar="DIR",
+        help="keep each server's last details in a SQLite file here, so that a restart "
+        "fetches only changed servers (no credentials are written; default off)",
+    )
     add = p.add_argument_group("collectors").add_argument
     add(
         "--collector.phones",

@@ -167,6 +167,16 @@ def fresh(got: Samples, within: float = 1.0) -> bool:
     return value(got, "cph_exporter_data_age_seconds") < within
 
 
+def settled_list_calls(exporter: Exporter, sim: CphSimulator) -> int:
+    """List calls so far, once no refresh is under way: warming may have outlived the TTL of
+    the start's refresh and begun another, whose list call would otherwise land later."""
+    deadline = time.monotonic() + 60
+    while exporter.refresher.refreshing:
+        assert time.monotonic() < deadline, "a refresh never ended"
+        time.sleep(0.05)
+    return sim.calls[LIST]
+
+
 def warm(exporter: Exporter, servers: list[dict[str, Any]]) -> Samples:
     got = scrape(exporter)
     assert up(got) == 1
@@ -194,7 +204,7 @@ def test_broken_list_keeps_the_last_data_with_cph_up_0(
     servers = fleet()
     exporter = start(sim, cache_ttl=0.3)
     first = warm(exporter, servers)
-    listed = sim.calls[LIST]  # 1, or 2 when warming outlived the TTL of the start's refresh
+    listed = settled_list_calls(exporter, sim)
     sim.faults.list_fault = kind
     expire(exporter)
     got = scrape(exporter)  # waits for the failing refresh: retries are quick here
@@ -306,7 +316,7 @@ def test_429_storm_without_retry_after_backs_off_and_recovers(
     servers = fleet()
     exporter = start(sim, cache_ttl=0.3)
     first = warm(exporter, servers)
-    listed = sim.calls[LIST]  # 1, or 2 when warming outlived the TTL of the start's refresh
+    listed = settled_list_calls(exporter, sim)
     sim.faults.throttle_every = 1
     expire(exporter)
     got = scrape(exporter, **{"X-Prometheus-Scrape-Timeout-Seconds": "2"})
@@ -332,7 +342,7 @@ def test_absurd_retry_after_never_delays_the_scrape_or_hammers_the_api(
     servers = fleet()
     exporter = start(sim, cache_ttl=0.3, refresh_timeout=2.0)
     warm(exporter, servers)
-    listed = sim.calls[LIST]  # 1, or 2 when warming outlived the TTL of the start's refresh
+    listed = settled_list_calls(exporter, sim)
     sim.faults.throttle_every = 1
     sim.faults.retry_after = retry_after
     expire(exporter)

@@ -505,3 +505,14 @@ def test_network_policy_admits_only_the_prometheus_namespace_to_the_metrics_port
 def test_dashboards_configmap_names_its_grafana_folder() -> None:
     configmap = one("ConfigMap", name="cph-exporter-dashboards")
     assert configmap["metadata"]["annotations"] == {"grafana_folder": "CPH"}
+
+
+def test_the_detail_cache_is_on_an_empty_dir() -> None:
+    main = container()
+    (flag,) = [a for a in main["args"] if a.startswith("--cache.dir=")]
+    directory = flag.partition("=")[2]
+    (mount,) = [m for m in main["volumeMounts"] if m["mountPath"] == directory]
+    assert not mount.get("readOnly")  # written after each refresh (the root stays read-only)
+    pod = one("Deployment")["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert "sizeLimit" in volume["emptyDir"]

@@ -10,17 +10,20 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import quote
+from typing import Any, TypeVar, cast
+from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 
-from cph_exporter.cph.errors import ApiError, error_fields
+from cph_exporter.cph.errors import ApiError, document_error_fields
 from cph_exporter.cph.ratelimit import RateLimiter
 from cph_exporter.cph.request_metrics import ApiMetrics
+from cph_exporter.cph.signing import AkSkAuth, canonical_uri
 from cph_exporter.cph.transport import (
     DEFAULT_MAX_RESPONSE_SIZE,
+    Answer,
     ExchangeError,
+    Sender,
     configure_session,
     exchange,
 )
@@ -36,6 +39,7 @@ LIST_SCHEDULED_EVENTS = "ListScheduledEvents"
 LIST_ENCODE_SERVERS = "ListEncodeServers"
 LIST_PHONE_MODELS = "ListCloudPhoneModels"
 PAGE_SIZE = 100  # the API's largest page
+T = TypeVar("T")
 
 
 class DeadlineError(ApiError):
@@ -107,7 +111,17 @@ class CphClient:
         limiter: RateLimiter | None = None,
         max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
     ) -> None:
-        self._base = f"{endpoint.rstrip('/')}/v1/{quote(project_id, safe='')}/cloud-phone"
+        base = f"{endpoint.rstrip('/')}/v1/{quote(project_id, safe='')}/cloud-phone"
+        # The URL as requests would send it (host lower-cased, IDNA), normalised once here.
+        prepared = requests.PreparedRequest()
+        prepared.prepare_url(base, None)
+        self._base = (prepared.url or base).rstrip("/")
+        parts = urlsplit(self._base)
+        self._host = parts.netloc.rpartition("@")[2]
+        self._base_path = parts.path
+        self._origin = self._base[: len(self._base) - len(parts.path)]
+        self._canonical_base = canonical_uri(parts.path)[:-1]  # without the closing "/"
+        self._canonical_paths: dict[str, str] = {}  # the fixed paths' canonical forms
         self._metrics = metrics
         self._read_timeout = read_timeout
         self._max_response_size = max_response_size
@@ -124,6 +138,9 @@ class CphClient:
             session or requests.Session(), self._base, verify, pool_size
         )
         self.session.auth = auth
+        # The lean path: signed from a precomputed canonical form, sent through the adapter.
+        self._signer = auth if isinstance(auth, AkSkAuth) else None
+        self._sender = Sender(self.session, self._base)
         # What the answers must never echo: the signer knows the credentials it last used.
         self._secrets: Callable[[], tuple[str, ...]] = getattr(auth, "secrets", tuple)
 
@@ -134,6 +151,16 @@ class CphClient:
     def list_servers(self, deadline: float | None = None) -> ServerList:
         """All servers, de-duplicated by server_id: pages drift while servers come and go."""
         return self._list_all(LIST_SERVERS, "/servers", "servers", "server_id", {}, deadline)
+
+    def list_servers_as(
+        self, convert: Callable[[Mapping[str, Any]], T], deadline: float | None = None
+    ) -> tuple[list[T], bool]:
+        """`list_servers`, each entry converted as its page arrives (the raw page is dropped
+        then); with whether the page cap stopped the listing."""
+        result = self._list_all(
+            LIST_SERVERS, "/servers", "servers", "server_id", {}, deadline, convert
+        )
+        return cast(list[T], result.entries), result.truncated  # converted, every one
 
     def list_phones(
         self, deadline: float | None = None, server_id: str | None = None
@@ -150,6 +177,7 @@ class CphClient:
         id_field: str,
         params: Mapping[str, Any],
         deadline: float | None,
+        convert: Callable[[Mapping[str, Any]], Any] | None = None,
     ) -> ServerList:
         result = ServerList()
         seen: set[str] = set()
@@ -171,7 +199,7 @@ class CphClient:
                     if entry_id in seen:
                         continue
                     seen.add(entry_id)
-                result.entries.append(entry)
+                result.entries.append(entry if convert is None else convert(entry))
             if len(page) < PAGE_SIZE:
                 return result
             offset += PAGE_SIZE
@@ -298,13 +326,7 @@ class CphClient:
                 raise DeadlineError(operation, "no time left before the deadline")
         started = time.monotonic()
         try:
-            answer = exchange(
-                self.session,
-                self._base + path,
-                params=params,
-                timeout=read_timeout,
-                max_bytes=self._max_response_size,
-            )
+            answer = self._exchange(path, params, read_timeout)
         except ExchangeError as exc:
             self._observe(operation, str(exc.status) if exc.status else "error", started)
             # Scrubbed: a Location or a cause may carry what the answer chose to put there.
@@ -314,16 +336,24 @@ class CphClient:
             raise ApiError(operation, why, status=exc.status) from None
         except CredentialError as exc:  # raised while signing: no request was sent
             raise ApiError(operation, f"no credentials: {exc}") from None
-        body = answer.body
         self._observe(operation, str(answer.status), started)
+        try:
+            # Parsed once, for the records and for the error fields alike. The stdlib parser,
+            # not response.json(): that prefers simplejson when installed, which refuses NaN,
+            # and one NaN in a list page must not cost the whole page. Deep nesting is
+            # RecursionError, not ValueError.
+            document: object = json.loads(answer.body)
+        except (ValueError, RecursionError):
+            document = None
         secrets = self._secrets()
-        code, msg, request_id = error_fields(body, secrets)
-        request_id = request_id or scrub(answer.headers.get("X-Request-Id", ""), secrets)[:100]
+        code, msg, request_id = document_error_fields(document, secrets)
         if permit is not None and self._limiter is not None:
             if answer.status == 429 or code == "APIGW.0308":
                 self._limiter.throttled(permit)
             else:
                 self._limiter.succeeded(permit)
+        if answer.status != 200 or code:
+            request_id = request_id or scrub(answer.headers.get("X-Request-Id", ""), secrets)[:100]
         if answer.status != 200:
             raise ApiError(
                 operation,
@@ -334,13 +364,8 @@ class CphClient:
                 request_id=request_id,
                 retry_after=parse_retry_after(answer.headers.get("Retry-After"), time.time()),
             )
-        try:
-            # The stdlib parser, not response.json(): that prefers simplejson when installed,
-            # which refuses NaN, and one NaN in a list page must not cost the whole page.
-            # Deep nesting is RecursionError, not ValueError.
-            document = json.loads(body)
-        except (ValueError, RecursionError):
-            raise ApiError(operation, "HTTP 200 with a body that is not JSON", status=200) from None
+        if document is None:
+            raise ApiError(operation, "HTTP 200 with a body that is not JSON", status=200)
         if not isinstance(document, dict):
             raise ApiError(operation, "HTTP 200 with JSON that is not an object", status=200)
         if code:  # an error body behind a 200
@@ -353,6 +378,31 @@ class CphClient:
                 request_id=request_id,
             )
         return document
+
+    def _exchange(self, path: str, params: Mapping[str, Any] | None, timeout: float) -> Answer:
+        if self._signer is None:  # another signer: requests prepares and signs the request
+            return exchange(
+                self.session,
+                self._base + path,
+                params=params,
+                timeout=timeout,
+                max_bytes=self._max_response_size,
+            )
+        query = [(key, str(value)) for key, value in params.items()] if params else []
+        canonical = self._canonical_paths.get(path)
+        if canonical is None:
+            canonical = self._canonical_base + canonical_uri(path)
+            if params is not None:  # a listing's fixed path, not one per server
+                self._canonical_paths[path] = canonical
+        target = self._base_path + path + ("?" + urlencode(query) if query else "")
+        headers = self._signer.sign_get(self._host, canonical, query)
+        return self._sender.get(
+            self._origin + target,
+            target,
+            headers,
+            timeout=timeout,
+            max_bytes=self._max_response_size,
+        )
 
     def _observe(self, operation: str, code: str, started: float) -> None:
         if self._metrics is not None:

@@ -66,6 +66,11 @@ def error_fields(body: bytes, secrets: Iterable[str] = ()) -> tuple[str, str, st
         data = json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         return "", "", ""
+    return document_error_fields(data, secrets)
+
+
+def document_error_fields(data: object, secrets: Iterable[str] = ()) -> tuple[str, str, str]:
+    """`error_fields` of an answer already parsed: each answer is parsed once."""
     if not isinstance(data, dict):
         return "", "", ""
     # Some gateways nest the error one level down: {"error": {"code": ..., "message": ...}};
@@ -75,6 +80,8 @@ def error_fields(body: bytes, secrets: Iterable[str] = ()) -> tuple[str, str, st
     code = _first(data, "error_code", "errorCode", "code") or _first(nested, "code", "error_code")
     msg = _first(data, "error_msg", "errorMsg", "message") or _first(nested, "message", "error_msg")
     request_id = _first(data, "request_id", "requestId")
+    if not (code or msg or request_id):  # a good answer: nothing to scrub
+        return "", "", ""
     secrets = tuple(secrets)
     return (
         scrub(code, secrets)[:100],

@@ -116,10 +116,52 @@ _TIME_FORMATS = ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%
 
 
 def parse_time(value: object) -> float | None:
-    """Unix seconds from either documented format; both are UTC."""
+    """Unix seconds from either documented format; both are UTC.
+
+    The documented forms are fixed-width and parse by slicing; anything else (single-digit
+    fields, other digits, odd widths) goes to the tolerant parser, which decides as before.
+    """
     if not isinstance(value, str):
         return None
     text = value.strip()
+    fast = _sliced_time(text)
+    return fast if fast is not None else strptime_time(text)
+
+
+def _sliced_time(text: str) -> float | None:
+    """`YYYY-MM-DDTHH:MM:SSZ`, `YYYY-MM-DD HH:MM:SS` or `...SS.ffffffZ` (1-6 digits)."""
+    size = len(text)
+    if size < 19 or not text.isascii():
+        return None
+    if text[4] != "-" or text[7] != "-" or text[13] != ":" or text[16] != ":":
+        return None
+    micro = 0
+    if size == 19:
+        if text[10] != " ":
+            return None
+    else:
+        if text[10] != "T" or text[-1] != "Z":
+            return None
+        if size > 20:  # a fraction of a second
+            fraction = text[20:-1]
+            if text[19] != "." or not 1 <= len(fraction) <= 6 or not fraction.isdigit():
+                return None
+            micro = int(fraction.ljust(6, "0"))
+        elif size != 20:
+            return None
+    fields = (text[0:4], text[5:7], text[8:10], text[11:13], text[14:16], text[17:19])
+    if not all(field.isdigit() for field in fields):
+        return None
+    year, month, day, hour, minute, second = map(int, fields)
+    try:
+        moment = datetime(year, month, day, hour, minute, second, micro, tzinfo=timezone.utc)
+    except ValueError:  # out of range: let the tolerant parser say so
+        return None
+    return moment.timestamp()
+
+
+def strptime_time(text: str) -> float | None:
+    """The tolerant parser: each documented format tried with `strptime`."""
     for fmt in _TIME_FORMATS:
         try:
             parsed = datetime.strptime(text, fmt)

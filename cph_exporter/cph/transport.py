@@ -3,24 +3,20 @@ whole exchange (connect, head and every read of the body), and a cap on the deco
 
 requests' `timeout` bounds each socket operation, not the exchange: an answer dripping one
 byte a second never times out. Every socket of an exchange is therefore registered with a
-watch, and one watchdog thread shuts the sockets of an exchange down when its deadline
-passes, which ends any read blocked on them. Bodies are read raw and decompressed here, with
-a bound on each step's output, so that neither a huge nor a highly compressed answer can grow
-the process.
+watch (`cph/deadlines.py`) that shuts them down when the deadline passes. Bodies are read
+raw and decompressed here, with a bound on each step's output, so that neither a huge nor a
+highly compressed answer can grow the process.
 """
 
 from __future__ import annotations
 
-import contextlib
-import heapq
-import itertools
 import os
 import socket
 import ssl
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,8 +24,10 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.connectionpool import HTTPConnectionPool
+from urllib3.response import BaseHTTPResponse
+
+from cph_exporter.cph.deadlines import WATCHED_POOLS, Watch, watching
 
 USER_AGENT = "cph-exporter"
 CONNECT_TIMEOUT = 3.05
@@ -55,134 +53,16 @@ class Answer:
     body: bytes
 
 
-# ---------------------------------------------------------------------------------------------
-# Deadlines: every socket of an exchange is shut down once its deadline has passed
-
-
-class _Watch:
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.expired = False
-        self.done = False
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-
-    def attach(self, sock: socket.socket | None) -> None:
-        if sock is None:
-            return
-        with self._lock:
-            if not self.done:
-                self._sockets.append(sock)
-            expired = self.expired
-        if expired:
-            _shutdown(sock)
-
-    def fire(self) -> None:
-        with self._lock:
-            if self.done:
-                return
-            self.expired = True
-            sockets = list(self._sockets)
-        for sock in sockets:
-            _shutdown(sock)
-
-    def finish(self) -> None:
-        with self._lock:
-            self.done = True
-            self._sockets.clear()
-
-
-def _shutdown(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked recv, which close() would not
-
-
-class _Watchdog:
-    """One daemon thread firing the watches whose deadline has passed."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, _Watch]] = []
-        self._seq = itertools.count()
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def add(self, watch: _Watch) -> None:
-        with self._cond:
-            heapq.heappush(self._heap, (watch.deadline, next(self._seq), watch))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="cph-deadline", daemon=True)
-                self._thread.start()
-            self._cond.notify()
-
-    def _run(self) -> None:
-        with self._cond:
-            while True:
-                while self._heap and self._heap[0][2].done:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    self._cond.wait()
-                    continue
-                wait = self._heap[0][0] - time.monotonic()
-                if wait > 0:
-                    self._cond.wait(wait)
-                    continue
-                watch = heapq.heappop(self._heap)[2]
-                watch.fire()
-
-
-_WATCHDOG = _Watchdog()
-_current = threading.local()
-
-
-def _attach(sock: socket.socket | None) -> None:
-    watch: _Watch | None = getattr(_current, "watch", None)
-    if watch is not None:
-        watch.attach(sock)
-
-
-class _WatchedHTTPConnection(HTTPConnection):
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        _attach(sock)  # before the TLS handshake: a dripping handshake is bounded too
-        return sock
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _attach(self.sock)  # a kept-alive connection, reused
-        super().request(*args, **kwargs)
-
-
-class _WatchedHTTPSConnection(HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        _attach(sock)
-        return sock
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _attach(self.sock)
-        super().request(*args, **kwargs)
-
-
-class _WatchedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
-
-
-class _WatchedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
-
-
 class BoundedAdapter(HTTPAdapter):
     """requests' adapter with connections whose sockets the exchange's watch can end."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _POOLS
+        self.poolmanager.pool_classes_by_scheme = WATCHED_POOLS
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> urllib3.PoolManager:
         manager: urllib3.PoolManager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        manager.pool_classes_by_scheme = _POOLS
+        manager.pool_classes_by_scheme = WATCHED_POOLS
         return manager
 
 
@@ -213,6 +93,61 @@ def configure_session(
 # The exchange
 
 
+class Sender:
+    """One session's way to its API, prepared once: the connection pool its adapter keeps for
+    the API's host (TLS settings and proxy as the adapter chose them), and the session's
+    headers. `session.get` would merge settings, walk the environment, look the proxy and
+    the pool up, fill a cookie jar and dispatch hooks again on every call; none of that
+    changes between the calls of one client."""
+
+    def __init__(self, session: requests.Session, base_url: str) -> None:
+        self._session = session
+        self._base_url = base_url
+        self._headers = {k: str(v) for k, v in session.headers.items()}
+        self._pool: HTTPConnectionPool | None = None
+        self._absolute = False  # a plain HTTP proxy wants the whole URL in the request line
+        self._lock = threading.Lock()
+
+    def _connection_pool(self) -> HTTPConnectionPool:
+        with self._lock:
+            if self._pool is None:
+                session = self._session
+                adapter = session.get_adapter(self._base_url)
+                assert isinstance(adapter, HTTPAdapter)
+                probe = requests.PreparedRequest()
+                probe.prepare(method="GET", url=self._base_url)
+                verify, cert, proxies = session.verify, session.cert, dict(session.proxies)
+                pool = adapter.get_connection_with_tls_context(probe, verify, proxies, cert)
+                # What adapter.send does to the pool before every request; once is enough.
+                adapter.cert_verify(pool, self._base_url, verify, cert)  # type: ignore[no-untyped-call]
+                self._absolute = "://" in adapter.request_url(probe, proxies)
+                assert isinstance(pool, HTTPConnectionPool)
+                self._pool = pool
+            return self._pool
+
+    def get(
+        self, url: str, path: str, headers: Mapping[str, str], *, timeout: float, max_bytes: int
+    ) -> Answer:
+        """GET `url` (already quoted; `path` is its path and query) with these headers besides
+        the session's; bounded as `exchange` is."""
+        pool = self._pool or self._connection_pool()
+
+        def send(connect: float) -> BaseHTTPResponse:
+            return pool.urlopen(
+                "GET",
+                url if self._absolute else path,
+                headers={**self._headers, **headers},
+                redirect=False,
+                assert_same_host=False,
+                preload_content=False,
+                decode_content=False,
+                retries=False,
+                timeout=urllib3.Timeout(connect=connect, read=timeout),
+            )
+
+        return _bounded(url, timeout, max_bytes, send)
+
+
 def exchange(
     session: requests.Session,
     url: str,
@@ -224,48 +159,64 @@ def exchange(
 ) -> Answer:
     """GET `url` within `timeout` seconds of wall-clock time, redirects refused, the decoded
     body at most `max_bytes`. Raises ExchangeError; CredentialError from signing passes."""
+
+    def send(connect: float) -> BaseHTTPResponse:
+        response = session.get(
+            url,
+            params=params,
+            auth=auth,
+            stream=True,
+            allow_redirects=False,
+            timeout=(connect, timeout),
+        )
+        raw: BaseHTTPResponse = response.raw
+        return raw
+
+    return _bounded(url, timeout, max_bytes, send)
+
+
+def _bounded(
+    url: str, timeout: float, max_bytes: int, send: Callable[[float], BaseHTTPResponse]
+) -> Answer:
     if timeout <= 0:
         raise ExchangeError("no time left before the deadline", deadline=True)
-    watch = _Watch(time.monotonic() + timeout)
-    _current.watch = watch
-    _WATCHDOG.add(watch)
+    watch = Watch(time.monotonic() + timeout)
+    watching(watch)
     try:
         try:
-            response = session.get(
-                url,
-                params=params,
-                auth=auth,
-                stream=True,
-                allow_redirects=False,
-                timeout=(min(CONNECT_TIMEOUT, timeout), timeout),
-            )
-        except requests.RequestException as exc:
+            response = send(min(CONNECT_TIMEOUT, timeout))
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise ExchangeError(
                 f"request to {_host_port(url)} failed: {describe(exc, timeout, watch.expired)}",
                 deadline=watch.expired,
             ) from None
+        complete = False
         try:
-            if 300 <= response.status_code < 400:
+            if 300 <= response.status < 400:
                 location = response.headers.get("Location", "")
                 where = urlsplit(location).hostname or "(no Location)"
                 raise ExchangeError(
-                    f"HTTP {response.status_code} redirect to {where} refused "
+                    f"HTTP {response.status} redirect to {where} refused "
                     "(the API does not redirect; nothing was sent there)",
-                    status=response.status_code,
+                    status=response.status,
                 )
             body = _read_body(response, max_bytes, watch, url, timeout)
-            return Answer(response.status_code, response.headers, body)
+            complete = True
+            return Answer(response.status, response.headers, body)
         finally:
-            response.close()
+            if complete:
+                response.release_conn()  # read to its end: the connection is kept alive
+            else:
+                response.close()  # an answer cut short: its connection is not reused
     finally:
-        _current.watch = None
+        watching(None)
         watch.finish()
 
 
 def _read_body(
-    response: requests.Response, max_bytes: int, watch: _Watch, url: str, timeout: float
+    response: BaseHTTPResponse, max_bytes: int, watch: Watch, url: str, timeout: float
 ) -> bytes:
-    status = response.status_code
+    status = response.status
     encoding = response.headers.get("Content-Encoding", "").strip().lower()
     if encoding in ("", "identity"):
         length = response.headers.get("Content-Length", "")
@@ -305,9 +256,9 @@ def _read_body(
     return bytes(buffer)
 
 
-def _raw_chunks(response: requests.Response) -> Iterator[bytes]:
+def _raw_chunks(response: BaseHTTPResponse) -> Iterator[bytes]:
     while True:
-        chunk = response.raw.read(_CHUNK, decode_content=False)
+        chunk = response.read(_CHUNK, decode_content=False)
         if not chunk:
             return
         yield chunk

@@ -6,6 +6,11 @@ or expired, one refresh runs in the background and every concurrent scrape waits
 refresh (single flight) for as long as its own deadline allows, then falls back to the last
 snapshot. Details are fetched again only for servers that are new or whose update_time
 changed, or whose cached details have outlived `detail_max_age`.
+
+Records are built as the answers arrive, on the detail threads, and each raw answer is dropped
+at once: a refresh never holds the whole fleet's JSON. With a detail store (`--cache.dir`),
+the first refresh after a start serves the stored details whose update_time the list
+confirms, and the snapshot's data age says how old they are until they are fetched again.
 """
 
 from __future__ import annotations
@@ -16,9 +21,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
 
-from cachetools import TTLCache
+from cachetools import TLRUCache, TTLCache
 
 from cph_exporter.cph.client import CphClient, DeadlineError
 from cph_exporter.cph.errors import ApiError
@@ -32,6 +37,7 @@ from cph_exporter.cph.models import (
     parse_server,
 )
 from cph_exporter.cph.request_metrics import ApiMetrics
+from cph_exporter.refresh.detail_store import DetailStore, StoredDetails
 from cph_exporter.refresh.executor import DaemonExecutor
 from cph_exporter.refresh.listings import WatchedListings
 from cph_exporter.refresh.shard import WHOLE, Shard
@@ -42,6 +48,14 @@ log = logging.getLogger(__name__)
 _KEY = "snapshot"
 # Bounds memory even if server ids churn faster than the pruning below sees them go.
 _MAX_CACHED_DETAILS = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    """What one detail call gave, built on the detail thread as the answer arrived."""
+
+    server: Server | None  # only when the details also describe the server (static mode)
+    details: ServerDetails | None  # None: unusable details (already logged and counted)
 
 
 class Refresher:
@@ -65,6 +79,7 @@ class Refresher:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         cache_timer: Callable[[], float] | None = None,
+        store: DetailStore | None = None,
     ) -> None:
         self._client = client
         self._shard = shard
@@ -72,6 +87,7 @@ class Refresher:
         self._on_refresh = on_refresh
         self._server_ids = tuple(s for s in server_ids if shard.owns(s))
         self._max_stale = max_stale
+        self._detail_max_age = detail_max_age
         self._refresh_timeout = refresh_timeout
         self._metrics = metrics
         self._clock = clock
@@ -79,9 +95,17 @@ class Refresher:
         # What the TTLs count with; tests move it forward instead of sleeping.
         timer = cache_timer or monotonic
         self._fresh: TTLCache[str, Snapshot] = TTLCache(maxsize=1, ttl=ttl, timer=timer)
-        self._details: TTLCache[str, tuple[str, ServerDetails]] = TTLCache(
-            maxsize=_MAX_CACHED_DETAILS, ttl=detail_max_age, timer=timer
+        # Details expire `detail_max_age` after they were fetched, stored ones included.
+        self._details: TLRUCache[str, StoredDetails] = TLRUCache(
+            maxsize=_MAX_CACHED_DETAILS,
+            ttu=lambda _key, value, now: (
+                now + detail_max_age - max(0.0, clock() - value.fetched_at)
+            ),
+            timer=timer,
         )
+        self._store = store
+        self._store_loaded = store is None or bool(server_ids)  # the list is what it needs
+        self._from_store: dict[str, float] = {}  # served from the store: when it was fetched
         # Phones have their own TTL: a server refresh lists them again only once it expired.
         self._phones_enabled = phones
         self._phones: TTLCache[str, tuple[Phone, ...]] = TTLCache(
@@ -131,6 +155,8 @@ class Refresher:
         self._closing.set()
         self._runner.shutdown(wait=False, cancel_futures=True)
         self._fetchers.shutdown(wait=False, cancel_futures=True)
+        if self._store is not None:
+            self._store.close()  # waits for a write under way; later ones are not made
 
     def _warn(self, message: str, *args: object) -> None:
         log.log(logging.DEBUG if self._closing.is_set() else logging.WARNING, message, *args)
@@ -183,13 +209,15 @@ class Refresher:
                 watched=watched,
             )
         else:
+            # Stored details not fetched again since the start: the data is as old as they are.
+            data_at = min(now, *self._from_store.values()) if self._from_store else now
             snapshot = Snapshot(
                 servers=records,
                 up=True,
                 completed_at=now,
                 refresh_duration=self._monotonic() - started,
                 last_success_at=now,
-                data_at=now,
+                data_at=data_at,
                 error=error,
                 generation=self._generation,
                 phones=phones,
@@ -208,39 +236,64 @@ class Refresher:
         return snapshot
 
     def _fetch_listed(self, deadline: float) -> tuple[tuple[ServerRecord, ...] | None, str]:
+        if not self._store_loaded:
+            self._load_store()
         try:
-            listing = self._client.list_servers(deadline)
+            listed, truncated = self._client.list_servers_as(self._listed_server, deadline)
         except ApiError as exc:
             return None, str(exc)
         servers: dict[str, Server] = {}
-        for entry in listing.entries:
-            try:
-                server = parse_server(entry)
-            except ParseError as exc:
-                log.warning("skipping a listed server: %s", exc)
-                continue
+        for server in listed:
             # The list is read whole (cph_up speaks for the project) but only this
             # replica's servers get details and series.
-            if self._shard.owns(server.server_id) and (
-                self._server_filter is None or self._server_filter(server)
+            if (
+                server is not None
+                and self._shard.owns(server.server_id)
+                and (self._server_filter is None or self._server_filter(server))
             ):
                 servers[server.server_id] = server
+        del listed
         for gone in set(self._details.keys()) - servers.keys():
             self._details.pop(gone, None)
+        for gone in self._from_store.keys() - servers.keys():
+            del self._from_store[gone]
         stale = [s for s in servers.values() if self._cached_details(s) is None]
-        fetched = self._fetch_details([s.server_id for s in stale], deadline)
+        fetched = self._fetch_details([s.server_id for s in stale], deadline, with_server=False)
         records = []
+        new: dict[str, StoredDetails] = {}
         for server_id, server in sorted(servers.items()):
             answer = fetched.get(server_id)
             details = self._cached_details(server)
-            if isinstance(answer, Mapping):
-                details = self._parse_details(server, answer)
+            if isinstance(answer, _Fetched) and answer.details is not None:
+                details = answer.details
+                new[server_id] = self._remember(server, details)
             records.append(ServerRecord(server, details))
-        return tuple(records), "listing truncated at the page cap" if listing.truncated else ""
+        if self._store is not None:
+            self._store.save(new, servers.keys())
+        return tuple(records), "listing truncated at the page cap" if truncated else ""
+
+    def _listed_server(self, entry: Mapping[str, object]) -> Server | None:
+        try:
+            return parse_server(entry)
+        except ParseError as exc:
+            log.warning("skipping a listed server: %s", exc)
+            return None
+
+    def _load_store(self) -> None:
+        """The stored details, once, on the first refresh: those not yet past their age."""
+        self._store_loaded = True
+        assert self._store is not None
+        now = self._clock()
+        # Older than the staleness bound, they would drop every server from the snapshot.
+        oldest = min(self._detail_max_age, self._max_stale)
+        for server_id, stored in self._store.load().items():
+            if 0 <= now - stored.fetched_at < oldest:
+                self._details[server_id] = stored
+                self._from_store[server_id] = stored.fetched_at
 
     def _fetch_static(self, deadline: float) -> tuple[tuple[ServerRecord, ...] | None, str]:
         """--cph.server-id mode: no list permission, every watched server fetched directly."""
-        fetched = self._fetch_details(list(self._server_ids), deadline)
+        fetched = self._fetch_details(list(self._server_ids), deadline, with_server=True)
         records: dict[str, ServerRecord] = {}
         errors: list[ApiError] = []
         for server_id in self._server_ids:
@@ -248,14 +301,12 @@ class Refresher:
             if isinstance(answer, ApiError):
                 errors.append(answer)
                 continue
-            if answer is None:
+            if answer is None or answer.server is None:
                 continue
-            try:
-                server = parse_server(answer)
-            except ParseError as exc:
-                log.warning("server %s: unusable details: %s", server_id, exc)
-                continue
-            records[server.server_id] = ServerRecord(server, self._parse_details(server, answer))
+            server = answer.server
+            if answer.details is not None:
+                self._remember(server, answer.details)
+            records[server.server_id] = ServerRecord(server, answer.details)
         # Up unless every call failed for a reason other than the server being gone.
         if errors and not records and not all(e.is_not_found for e in errors):
             return None, str(errors[0])
@@ -298,12 +349,13 @@ class Refresher:
         return listed, True
 
     def _fetch_details(
-        self, server_ids: list[str], deadline: float
-    ) -> dict[str, Mapping[str, Any] | ApiError]:
+        self, server_ids: list[str], deadline: float, with_server: bool
+    ) -> dict[str, _Fetched | ApiError]:
         futures = {
-            self._fetchers.submit(self._client.get_server, sid, deadline): sid for sid in server_ids
+            self._fetchers.submit(self._fetch_one, sid, deadline, with_server): sid
+            for sid in server_ids
         }
-        results: dict[str, Mapping[str, Any] | ApiError] = {}
+        results: dict[str, _Fetched | ApiError] = {}
         out_of_time = 0
         for future in concurrent.futures.as_completed(futures):
             server_id = futures[future]
@@ -325,18 +377,32 @@ class Refresher:
             )
         return results
 
-    def _cached_details(self, server: Server) -> ServerDetails | None:
-        cached = self._details.get(server.server_id)
-        if cached is None or cached[0] != server.update_time:
-            return None
-        return cached[1]
-
-    def _parse_details(self, server: Server, answer: Mapping[str, Any]) -> ServerDetails | None:
+    def _fetch_one(self, server_id: str, deadline: float, with_server: bool) -> _Fetched:
+        """One detail call, its answer turned into records here; the raw JSON goes at once."""
+        answer = self._client.get_server(server_id, deadline)
+        server = None
+        if with_server:
+            try:
+                server = parse_server(answer)
+            except ParseError as exc:
+                log.warning("server %s: unusable details: %s", server_id, exc)
+                return _Fetched(None, None)
         try:
             details = parse_details(answer)
         except ParseError as exc:
             self._metrics.detail_failures.inc()
-            log.warning("server %s: unusable details: %s", server.server_id, exc)
+            log.warning("server %s: unusable details: %s", server_id, exc)
+            return _Fetched(server, None)
+        return _Fetched(server, details)
+
+    def _cached_details(self, server: Server) -> ServerDetails | None:
+        cached = self._details.get(server.server_id)
+        if cached is None or cached.update_time != server.update_time:
             return None
-        self._details[server.server_id] = (server.update_time, details)
-        return details
+        return cached.details
+
+    def _remember(self, server: Server, details: ServerDetails) -> StoredDetails:
+        remembered = StoredDetails(server.update_time, self._clock(), details)
+        self._details[server.server_id] = remembered
+        self._from_store.pop(server.server_id, None)
+        return remembered

@@ -47,6 +47,7 @@ class Config:
     cache_ttl: float = 60.0
     cache_max_stale: float = 600.0
     detail_max_age: float = 600.0
+    cache_dir: str | None = None  # the detail store for warm restarts; None: off
     log_level: str = "info"
     log_format: str = "logfmt"
     phones: bool = True
@@ -200,6 +201,11 @@ def validate(config: Config) -> Config:
     for server_id in config.server_ids:
         if not IDENTIFIER.match(server_id):
             raise fail("--cph.server-id", f"not a server ID: {server_id!r}")
+    if config.cache_dir is not None and (
+        not config.cache_dir
+        or (os.path.exists(config.cache_dir) and not os.path.isdir(config.cache_dir))
+    ):
+        raise fail("--cache.dir", f"not a directory: {config.cache_dir!r}")
     if config.ca_file is not None and not os.path.isfile(config.ca_file):
         raise fail("--cph.ca-file", f"file not found: {config.ca_file}")
     for setting, url_text in (
