@@ -186,21 +186,8 @@ class CphClient:
             answer = self._get(
                 operation, path, {**params, "offset": offset, "limit": PAGE_SIZE}, deadline
             )
-            page = answer.get(key)
-            if page is None:
-                page = []
-            if not isinstance(page, list):
-                raise ApiError(operation, f"answer has no list of {key}", status=200)
-            for entry in page:
-                if not isinstance(entry, Mapping):
-                    continue
-                entry_id = entry.get(id_field)
-                if isinstance(entry_id, str):
-                    if entry_id in seen:
-                        continue
-                    seen.add(entry_id)
-                result.entries.append(entry if convert is None else convert(entry))
-            if len(page) < PAGE_SIZE:
+            size = _add_unique(result, answer, operation, key, id_field, seen, convert)
+            if size < PAGE_SIZE:
                 return result
             offset += PAGE_SIZE
             # `count` is the total: a list of exactly k full pages needs no empty page k+1.
@@ -416,11 +403,13 @@ def _add_unique(
     key: str,
     id_field: str,
     seen: set[str],
-) -> None:
-    """The page's entries under `key` not seen before, appended to `result`."""
+    convert: Callable[[Mapping[str, Any]], Any] | None = None,
+) -> int:
+    """The page's entries under `key` not seen before, appended to `result` (converted as
+    they are read, so no page of raw JSON is kept); the page's size."""
     page = answer.get(key)
     if page is None:
-        return
+        return 0
     if not isinstance(page, list):
         raise ApiError(operation, f"answer has no list of {key}", status=200)
     for entry in page:
@@ -431,4 +420,5 @@ def _add_unique(
             if entry_id in seen:
                 continue
             seen.add(entry_id)
-        result.entries.append(entry)
+        result.entries.append(entry if convert is None else convert(entry))
+    return len(page)

@@ -336,10 +336,11 @@ def test_details_the_deadline_cut_off_are_fetched_by_later_refreshes(
         cache_max_stale=60.0,
     )
     missing = [without_details(scrape(exporter))]
-    assert 0 < missing[0] < servers
+    assert 0 < missing[0] <= servers  # the first refresh ran out of time (on a slow machine,
+    # perhaps before any detail call at all)
     warnings = [r.getMessage() for r in caplog.records if "detail calls not made" in r.getMessage()]
     assert len(warnings) == 1  # one line, not one per server
-    while missing[-1] and len(missing) < 10:
+    while missing[-1] and len(missing) < 60:  # each refresh fetches some; a busy machine fewer
         time.sleep(0.15)
         missing.append(without_details(scrape(exporter)))
     assert missing[-1] == 0, missing
