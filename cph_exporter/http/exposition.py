@@ -27,7 +27,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
@@ -38,7 +38,6 @@ from cph_exporter.http.formats import Format, negotiate
 from cph_exporter.refresh.snapshot import EMPTY
 from cph_exporter.refresh.targets import TargetView
 
-_EOF = b"# EOF\n"
 # The snapshot part is compressed once per snapshot, so it can afford a better ratio; the
 # live part is a few kB compressed on every scrape, so speed matters more there.
 SNAPSHOT_GZIP_LEVEL = 6
@@ -109,16 +108,6 @@ def _cache_key(views: Sequence[TargetView]) -> _Key:
     return tuple((v.snapshot.generation, v.snapshot.up, bool(v.snapshot.servers)) for v in views)
 
 
-class _OneFamily(Collector):
-    """One metric family, in the shape the exposition encoders take."""
-
-    def __init__(self, family: Metric) -> None:
-        self._family = family
-
-    def collect(self) -> Iterator[Metric]:
-        yield self._family
-
-
 def _age(key: _Key) -> int:
     return sum(generation for generation, _, _ in key)
 
@@ -184,7 +173,7 @@ class Exposition:
                 if job is None:
                     job = self._renders[variant] = _Render(key)
             if started:
-                args = (job, variant, tuple(views), fmt.encoder, gzip_ok)
+                args = (job, variant, tuple(views), fmt.write_family, gzip_ok)
                 if deadline is None:  # a caller that may wait (the refresh) renders itself
                     self._run(*args)
                 else:
@@ -193,7 +182,7 @@ class Exposition:
                     ).start()
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not job.done.wait(remaining):
-                return self._what_is_ready(views, variant, fmt.encoder, gzip_ok)
+                return self._what_is_ready(views, variant, fmt.write_family, gzip_ok)
             if job.key == key:
                 if job.result is None:
                     raise RuntimeError("rendering failed") from job.error
@@ -204,12 +193,12 @@ class Exposition:
         job: _Render,
         variant: _Variant,
         views: Sequence[TargetView],
-        encoder: Callable[[Collector], bytes],
+        write_family: Callable[[Metric], bytes],
         gzip_ok: bool,
     ) -> None:
         try:
             with self._render_lock:
-                job.result = self._render(views, encoder, gzip_ok)
+                job.result = self._render(views, write_family, gzip_ok)
             self._store(job.key, variant, job.result)
         except BaseException as exc:  # handed to the waiters
             job.error = exc
@@ -223,7 +212,7 @@ class Exposition:
         self,
         views: Sequence[TargetView],
         variant: _Variant,
-        encoder: Callable[[Collector], bytes],
+        write_family: Callable[[Metric], bytes],
         gzip_ok: bool,
     ) -> _Part:
         """While a render runs late: its format's last bytes, else every target's cph_up 0."""
@@ -232,11 +221,11 @@ class Exposition:
         if last is not None:
             return last
         return self._render(
-            [dataclasses.replace(v, snapshot=EMPTY) for v in views], encoder, gzip_ok
+            [dataclasses.replace(v, snapshot=EMPTY) for v in views], write_family, gzip_ok
         )
 
     def _render(
-        self, views: Sequence[TargetView], encoder: Callable[[Collector], bytes], gzip_ok: bool
+        self, views: Sequence[TargetView], write_family: Callable[[Metric], bytes], gzip_ok: bool
     ) -> _Part:
         """The snapshot part's families, rendered (and compressed) one family at a time.
 
@@ -251,9 +240,7 @@ class Exposition:
         crc = size = 0
         for collector in self._snapshot_collectors(views):
             for family in collector.collect():
-                text = encoder(_OneFamily(family))
-                if text.endswith(_EOF):  # OpenMetrics allows one EOF marker, at the very end
-                    text = text[: -len(_EOF)]
+                text = write_family(family)
                 if compressor is None:
                     chunks.append(text)
                     continue
