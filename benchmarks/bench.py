@@ -22,6 +22,17 @@ baseline measured in the same run:
 - a restart over the unchanged fleet with --cache.dir: detail calls at start vs the
   ceil(N/100) list calls of the list-only floor.
 
+Serving figures (`serving_*` below), each beside its floor measured in the same run:
+
+- CPU to render a form not yet rendered (in this process, fresh caches): plain text as an
+  identity client gets it (written, compressed to be held, inflated to be sent) and
+  OpenMetrics as Prometheus gets it (gzip), vs `generate_latest` of the same families (their
+  samples built beforehand, as a collector of prometheus_client's own families has them);
+- exporter CPU per warm gzip scrape (from /proc/PID/stat over many scrapes) vs the CPU of
+  `python -m http.server` serving the same gzip bytes from a file;
+- the exporter's peak RSS after the cold refresh and after each further form was scraped,
+  beside the retained size of the snapshot's records (tracemalloc, while parsing them).
+
 The rate cap is off by default (--rate 0): the simulator does not throttle, and the cap
 would make a cold refresh take N/rate seconds by design. Benchmarks are not tests: nothing
 here asserts; the design targets are printed beside the figures.
@@ -33,6 +44,7 @@ import argparse
 import contextlib
 import gzip
 import http.client
+import json
 import math
 import os
 import re
@@ -42,9 +54,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -175,6 +189,7 @@ class Result:
     detail_calls: float
     floor: int
     rss_mb: float
+    serving: ServingFigures | None = None
 
     def lines(self) -> list[str]:
         n = self.servers
@@ -205,6 +220,8 @@ class Result:
             else:
                 lines.append(f"    RSS < 400 MB: {ok[self.rss_mb < 400]}")
             lines.append(f"    warm within 3x static: {ok[self.warm <= 3 * self.static]}")
+        if self.serving is not None:
+            lines += self.serving.lines(n)
         return lines
 
     def row(self) -> str:
@@ -223,6 +240,176 @@ TABLE_HEADER = (
     "| generate_latest | warm gzip scrape | API calls per unchanged refresh: list + detail "
     "| exporter peak RSS |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 )
+
+
+# --- serving: render CPU, warm scrape CPU, peak RSS by phase ------------------------------
+
+FORMS = (  # (name, Accept, Accept-Encoding), in the order the RSS phases scrape them
+    ("text", "text/plain; version=0.0.4", "identity"),
+    ("text+gzip", "text/plain; version=0.0.4", "gzip"),
+    ("openmetrics", PROMETHEUS_ACCEPT, "identity"),
+)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU of a process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def scrape_cpu(pid: int, port: int, headers: dict[str, str], repeat: int) -> float:
+    """CPU the serving process spends per scrape, over `repeat` scrapes."""
+    before = cpu_seconds(pid)
+    for _ in range(repeat):
+        fetch(port, headers=headers)
+    return (cpu_seconds(pid) - before) / repeat
+
+
+@dataclass
+class ServingFigures:
+    render_text: float = math.nan  # CPU seconds, a new plain-text form
+    render_gzip: float = math.nan  # a new OpenMetrics gzip form
+    write_only: float = math.nan  # the families collected and written, nothing compressed
+    library_text: float = math.nan  # generate_latest of the same families
+    library_openmetrics: float = math.nan
+    retained_mb: float = math.nan
+    gzip_scrape_cpu: float = math.nan  # exporter CPU per warm gzip scrape
+    static_gzip_cpu: float = math.nan  # http.server CPU per scrape of the same bytes
+    rss_by_phase: list[tuple[str, float]] | None = None
+
+    def lines(self, n: int) -> list[str]:
+        ok = {True: "holds", False: "MISSED"}
+        text_ratio = self.render_text / self.library_text
+        gzip_ratio = self.render_gzip / self.library_openmetrics
+        lines = [
+            f"  render a new form    text {self.render_text:6.3f} s CPU vs generate_latest "
+            f"{self.library_text:6.3f} s = {text_ratio:.3f}x",
+            f"                       openmetrics+gzip {self.render_gzip:6.3f} s vs "
+            f"{self.library_openmetrics:6.3f} s = {gzip_ratio:.3f}x "
+            f"(collect + write alone {self.write_only:.3f} s)",
+            f"  warm gzip scrape CPU {self.gzip_scrape_cpu * 1000:6.2f} ms vs static server "
+            f"{self.static_gzip_cpu * 1000:6.2f} ms = "
+            f"{self.gzip_scrape_cpu / self.static_gzip_cpu:.2f}x",
+            "  peak RSS by phase    "
+            + ", ".join(f"{phase} {rss:.0f} MB" for phase, rss in self.rss_by_phase or [])
+            + f"  (retained records {self.retained_mb:.1f} MB)",
+        ]
+        if n >= 10_000:
+            peak = max(rss for _, rss in self.rss_by_phase or [("", math.nan)])
+            budget = 190 if n <= 10_000 else 450 * n / 30_000
+            lines.append(
+                f"    render <= 0.25x generate_latest: text {ok[text_ratio <= 0.25]}, "
+                f"openmetrics+gzip {ok[gzip_ratio <= 0.25]}; peak RSS <= {budget:.0f} MB: "
+                f"{ok[peak <= budget]}"
+            )
+        return lines
+
+
+def serving_snapshot(servers: int) -> tuple[tuple[Any, ...], float]:
+    """The views of a simulated fleet as the exporter holds it, and the records' size in MB."""
+    from cph_exporter.cph.models import parse_details, parse_server
+    from cph_exporter.refresh.snapshot import ServerRecord, Snapshot, Watched
+    from cph_exporter.refresh.targets import TargetView
+    from cph_exporter.simulator import generate_fleet
+
+    answers = json.dumps(generate_fleet(servers))  # the records keep strings of the answers
+    tracemalloc.start()
+    parsed = json.loads(answers)
+    records = tuple(ServerRecord(parse_server(a), parse_details(a)) for a in parsed)
+    del parsed
+    retained = tracemalloc.get_traced_memory()[0] / MB
+    tracemalloc.stop()
+    watched = Watched((), True, (), True, (), True)
+    snapshot = Snapshot(records, True, 1.0, 0.1, 1.0, 1.0, generation=1, phones=(),
+                        phones_up=True, watched=watched)  # fmt: skip
+    return (TargetView(SIMULATOR_REGION, SIMULATOR_PROJECT_ID, snapshot),), retained
+
+
+def serving_collectors(views: Any) -> list[Collector]:
+    """The snapshot collectors the exporter runs by default."""
+    from cph_exporter.metrics.encode_servers import EncodeServerCollector
+    from cph_exporter.metrics.phone_capacity import PhoneCapacityCollector
+    from cph_exporter.metrics.phones import PhoneCollector
+    from cph_exporter.metrics.scheduled_events import ScheduledEventCollector
+    from cph_exporter.metrics.servers import ServerCollector
+
+    return [
+        ServerCollector(lambda: views),
+        PhoneCollector(lambda: views, False),
+        ScheduledEventCollector(lambda: views),
+        EncodeServerCollector(lambda: views),
+        PhoneCapacityCollector(lambda: views),
+    ]
+
+
+class Built(Collector):
+    """Families with their samples built: what generate_latest reads from any collector."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = []
+        for family in families:
+            plain = Metric(family.name, family.documentation, family.type)
+            plain.samples = family.samples
+            self._families.append(plain)
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
+def least_cpu(action: Callable[[], object], repeat: int) -> float:
+    """The least CPU time of `repeat` runs: the machine is shared, noise only adds."""
+    best = math.inf
+    for _ in range(repeat):
+        started = time.process_time()
+        action()
+        best = min(best, time.process_time() - started)
+    return best
+
+
+def serving_render(servers: int, figures: ServingFigures) -> None:
+    from prometheus_client.openmetrics.exposition import generate_latest as generate_om
+
+    from cph_exporter.http.exposition import Exposition
+    from cph_exporter.http.formats import TEXT
+
+    views, figures.retained_mb = serving_snapshot(servers)
+    repeat = 3 if servers >= 10_000 else 5
+    built = Built([f for c in serving_collectors(views) for f in c.collect()])
+    figures.library_text = least_cpu(lambda: generate_latest(built), repeat)
+    figures.library_openmetrics = least_cpu(lambda: generate_om(built), repeat)
+
+    def new_form(accept: str | None, gzip_ok: bool) -> Callable[[], object]:
+        def render() -> object:
+            exposition = Exposition(serving_collectors, CollectorRegistry(auto_describe=False))
+            return sum(map(len, exposition.body(views, accept, gzip_ok).parts))
+
+        return render
+
+    figures.render_text = least_cpu(new_form(None, False), repeat)
+    figures.render_gzip = least_cpu(new_form(PROMETHEUS_ACCEPT, True), repeat)
+    figures.write_only = least_cpu(
+        lambda: [TEXT.write_family(f) for c in serving_collectors(views) for f in c.collect()],
+        repeat,
+    )
+
+
+def serving_rss_phases(port: int, pid: int, cold_rss: float) -> list[tuple[str, float]]:
+    """Peak RSS after the cold refresh (and its OpenMetrics gzip scrape), then after each form."""
+    phases = [("cold+openmetrics+gzip", cold_rss)]
+    for name, accept, encoding in FORMS:
+        fetch(port, headers={"Accept": accept, "Accept-Encoding": encoding})
+        phases.append((name, peak_rss(pid)))
+    return phases
+
+
+def serving_static_gzip_cpu(zipped: bytes, repeat: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "metrics").write_bytes(zipped)
+        port = free_port()
+        args = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1"]
+        with process([*args, "--directory", tmp, str(port)]) as static_server:
+            wait_ready(port, static_server, "/metrics")
+            return scrape_cpu(static_server.pid, port, {}, repeat)
 
 
 def run_one(servers: int, args: argparse.Namespace) -> Result:
@@ -262,6 +449,8 @@ def run_one(servers: int, args: argparse.Namespace) -> Result:
             cold_done = time.monotonic()
             if servers_in(b"\n" + gzip.decompress(first)) != servers:
                 raise RuntimeError("the cold scrape did not list every server")
+            serving = ServingFigures()
+            serving.rss_by_phase = serving_rss_phases(port, exporter.pid, peak_rss(exporter.pid))
 
             identity = {"Accept-Encoding": "identity"}
             body = fetch(port, headers=identity)  # renders the text format once
@@ -270,6 +459,8 @@ def run_one(servers: int, args: argparse.Namespace) -> Result:
             warm_gzip = statistics.median(
                 timed(lambda: fetch(port, headers=prometheus), args.repeat)
             )
+            scrapes = max(50, 10 * args.repeat)
+            serving.gzip_scrape_cpu = scrape_cpu(exporter.pid, port, prometheus, scrapes)
             if time.monotonic() - cold_done >= ttl:
                 print(f"  (warm scrapes outlasted the {ttl:.0f}s TTL: raise --ttl)", flush=True)
 
@@ -292,6 +483,8 @@ def run_one(servers: int, args: argparse.Namespace) -> Result:
         with process(static_args) as static_server:
             wait_ready(static_port, static_server, "/metrics")
             static = statistics.median(timed(lambda: fetch(static_port), args.repeat))
+    serving.static_gzip_cpu = serving_static_gzip_cpu(zipped, scrapes)
+    serving_render(servers, serving)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Families(body.decode()))
     render_repeat = max(1, min(args.repeat, 5 if servers >= 10_000 else args.repeat))
@@ -312,6 +505,7 @@ def run_one(servers: int, args: argparse.Namespace) -> Result:
         detail_calls=delta.get("GetCloudPhoneServerDetail", 0) / 2,
         floor=math.ceil(servers / 100),
         rss_mb=rss,
+        serving=serving,
     )
 
 

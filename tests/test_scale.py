@@ -136,6 +136,7 @@ def test_gzip_is_one_member_of_the_cached_deflate_and_the_live_part(accept: str 
     first = exposition.body(views(snapshot), accept, gzip_ok=True)
     second = exposition.body(views(snapshot), accept, gzip_ok=True)
     assert first.content_encoding == "gzip"
+    assert isinstance(first.parts, tuple) and isinstance(second.parts, tuple)
     assert second.parts[0] is first.parts[0]  # not compressed again
     assert builds.builds == 1
     joined = b"".join(second.parts)

@@ -2,6 +2,9 @@
 
 The per-server families change only when a refresh produces a new snapshot, so their
 bytes are rendered once and served to every scrape until then; so is their compression.
+Only the compressed bytes are kept (at 10,000 servers the text is over 50 MB, its deflate
+about 4 MB): an uncompressed answer is inflated from them while it is sent, a piece at a
+time, so no whole text is ever held.
 A gzip answer is ONE gzip member (RFC 1952), because not every client reads more than one
 (curl 7.88 silently stops after the first):
 
@@ -14,6 +17,10 @@ cached with its CRC-32 and length. Per scrape only the small live part is compre
 the trailer is computed without touching the snapshot bytes: the CRC-32 continues from the
 cached part's (`zlib.crc32(live, crc)`) and ISIZE is the sum of the lengths mod 2**32.
 
+The live part (the exporter's own families, process_* and python_*) is encoded, and
+compressed, at most once per LIVE_TTL seconds and per snapshot: scrapes in between reuse
+it, and a gzip scrape costs a CRC-32 of the live text and two small writes.
+
 Rendering runs on its own thread, one per format at most, and a scrape waits for it only
 within its deadline: past it, the scrape is answered with the last rendering of that format
 (an older snapshot), or with every target's `cph_up 0` when there is none yet. Only the
@@ -23,11 +30,12 @@ formats that exist are rendered (`formats.negotiate`), so no Accept header can g
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
@@ -38,11 +46,18 @@ from cph_exporter.http.formats import Format, negotiate
 from cph_exporter.refresh.snapshot import EMPTY
 from cph_exporter.refresh.targets import TargetView
 
-_EOF = b"# EOF\n"
-# The snapshot part is compressed once per snapshot, so it can afford a better ratio; the
-# live part is a few kB compressed on every scrape, so speed matters more there.
+_Key = tuple[tuple[int, bool, bool], ...]
+_Variant = str  # the content type: only compressed bytes are kept, one per format
+
+# The snapshot part is compressed once per snapshot, so for gzip clients (Prometheus) it can
+# afford a better ratio; compressed only to be held for identity clients, and the live part,
+# a few kB, speed matters more.
 SNAPSHOT_GZIP_LEVEL = 6
+HELD_GZIP_LEVEL = 1
 LIVE_GZIP_LEVEL = 1
+LIVE_TTL = 1.0  # seconds the live part is reused for
+_INFLATE_IN = 64 * 1024  # compressed bytes inflated at a time for an identity answer
+_INFLATE_OUT = 1024 * 1024  # at most this much text at a time
 _RAW_DEFLATE = -15  # wbits: deflate without a zlib or gzip wrapper
 # RFC 1952 header: magic, CM=deflate, no flags, MTIME=0, XFL=0, OS=255 (unknown).
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
@@ -50,26 +65,61 @@ GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 
 @dataclass(frozen=True)
 class _Part:
-    """The snapshot part as sent: text, or gzip header plus unfinished deflate."""
+    """The snapshot part as kept: gzip header plus unfinished deflate."""
 
     data: bytes
-    crc: int = 0  # CRC-32 of the uncompressed text (gzip only)
-    size: int = 0  # its length in bytes (gzip only)
+    crc: int  # CRC-32 of the uncompressed text
+    size: int  # its length in bytes
 
 
-def gzip_tail(live: bytes, crc: int, size: int) -> bytes:
-    """The live text's final deflate blocks and the one trailer of the whole member."""
+@dataclass(frozen=True)
+class _Live:
+    """The live part of one format, as encoded at `at` for the snapshots of `key`."""
+
+    key: _Key
+    at: float
+    text: bytes
+    deflated: bytes  # raw deflate of `text`, final block included
+
+
+def deflate_live(live: bytes) -> bytes:
+    """The live text as the final deflate blocks of a member."""
     compressor = zlib.compressobj(LIVE_GZIP_LEVEL, zlib.DEFLATED, _RAW_DEFLATE)
-    deflated = compressor.compress(live) + compressor.flush(zlib.Z_FINISH)
+    return compressor.compress(live) + compressor.flush(zlib.Z_FINISH)
+
+
+def gzip_tail(live: bytes, crc: int, size: int, deflated: bytes | None = None) -> bytes:
+    """The live text's final deflate blocks and the one trailer of the whole member."""
+    deflated = deflate_live(live) if deflated is None else deflated
     trailer = struct.pack("<II", zlib.crc32(live, crc), (size + len(live)) & 0xFFFFFFFF)
     return deflated + trailer
 
 
+def inflated(part: _Part) -> Iterator[bytes]:
+    """The text of a snapshot part, a piece at a time."""
+    inflater = zlib.decompressobj(_RAW_DEFLATE)
+    deflate = memoryview(part.data)[len(GZIP_HEADER) :]
+    for start in range(0, len(deflate), _INFLATE_IN):
+        pending: bytes | memoryview = deflate[start : start + _INFLATE_IN]
+        while pending:
+            text = inflater.decompress(pending, _INFLATE_OUT)
+            if text:
+                yield text
+            pending = inflater.unconsumed_tail
+    rest = inflater.flush()
+    if rest:
+        yield rest
+
+
 @dataclass(frozen=True)
 class Body:
-    """One answer to a scrape: send `parts` one after the other, as one body."""
+    """One answer to a scrape: send `parts` one after the other, `length` bytes in all.
 
-    parts: tuple[bytes, ...]
+    Gzip answers are a tuple of bytes; identity ones are produced while they are sent.
+    """
+
+    parts: Iterable[bytes]
+    length: int
     content_type: str
     content_encoding: str | None = None  # "gzip", or None for identity
 
@@ -90,10 +140,6 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
     return False
 
 
-_Key = tuple[tuple[int, bool, bool], ...]
-_Variant = tuple[str, bool]
-
-
 class _Render:
     """One rendering in progress on its own thread; waiters read `result` once `done`."""
 
@@ -109,16 +155,6 @@ def _cache_key(views: Sequence[TargetView]) -> _Key:
     return tuple((v.snapshot.generation, v.snapshot.up, bool(v.snapshot.servers)) for v in views)
 
 
-class _OneFamily(Collector):
-    """One metric family, in the shape the exposition encoders take."""
-
-    def __init__(self, family: Metric) -> None:
-        self._family = family
-
-    def collect(self) -> Iterator[Metric]:
-        yield self._family
-
-
 def _age(key: _Key) -> int:
     return sum(generation for generation, _, _ in key)
 
@@ -128,9 +164,12 @@ class Exposition:
         self,
         snapshot_collectors: Callable[[Sequence[TargetView]], Sequence[Collector]],
         live: CollectorRegistry,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._snapshot_collectors = snapshot_collectors
         self._live = live
+        self._clock = clock
+        self._live_parts: dict[str, _Live] = {}
         self._lock = threading.Lock()
         # One render at a time: concurrent first scrapes of a new snapshot (two Prometheus
         # replicas) wait for one render instead of each doing the same work.
@@ -150,7 +189,8 @@ class Exposition:
     def prerender(self, views: Sequence[TargetView]) -> None:
         """Render new snapshots in the form the latest scrape asked for, ahead of the scrape."""
         if self._last_request is not None:
-            self.body(views, *self._last_request)
+            content_type, gzip_ok = self._last_request
+            self._snapshot_bytes(views, negotiate(content_type), gzip_ok, None)
 
     def body(
         self,
@@ -163,16 +203,29 @@ class Exposition:
         fmt = negotiate(accept)
         self._last_request = (fmt.content_type, gzip_ok)
         cached = self._snapshot_bytes(views, fmt, gzip_ok, timeout)
-        live = fmt.encoder(self._live)
+        live = self._live_part(fmt, _cache_key(views))
         if gzip_ok:
-            tail = gzip_tail(live, cached.crc, cached.size)
-            return Body((cached.data, tail), fmt.content_type, "gzip")
-        return Body((cached.data, live), fmt.content_type)
+            tail = gzip_tail(live.text, cached.crc, cached.size, live.deflated)
+            return Body((cached.data, tail), len(cached.data) + len(tail), fmt.content_type, "gzip")
+        parts = itertools.chain(inflated(cached), (live.text,))
+        return Body(parts, cached.size + len(live.text), fmt.content_type)
+
+    def _live_part(self, fmt: Format, key: _Key) -> _Live:
+        """The live part, encoded again once it is LIVE_TTL old or the snapshots changed."""
+        now = self._clock()
+        with self._lock:
+            live = self._live_parts.get(fmt.content_type)
+        if live is None or live.key != key or not 0 <= now - live.at < LIVE_TTL:
+            text = fmt.encoder(self._live)
+            live = _Live(key, now, text, deflate_live(text))
+            with self._lock:
+                self._live_parts[fmt.content_type] = live
+        return live
 
     def _snapshot_bytes(
         self, views: Sequence[TargetView], fmt: Format, gzip_ok: bool, timeout: float | None
     ) -> _Part:
-        key, variant = _cache_key(views), (fmt.content_type, gzip_ok)
+        key, variant = _cache_key(views), fmt.content_type
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self._lock:
@@ -184,7 +237,7 @@ class Exposition:
                 if job is None:
                     job = self._renders[variant] = _Render(key)
             if started:
-                args = (job, variant, tuple(views), fmt.encoder, gzip_ok)
+                args = (job, variant, tuple(views), fmt.write_family, gzip_ok)
                 if deadline is None:  # a caller that may wait (the refresh) renders itself
                     self._run(*args)
                 else:
@@ -193,7 +246,7 @@ class Exposition:
                     ).start()
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not job.done.wait(remaining):
-                return self._what_is_ready(views, variant, fmt.encoder, gzip_ok)
+                return self._what_is_ready(views, variant, fmt.write_family, gzip_ok)
             if job.key == key:
                 if job.result is None:
                     raise RuntimeError("rendering failed") from job.error
@@ -204,12 +257,12 @@ class Exposition:
         job: _Render,
         variant: _Variant,
         views: Sequence[TargetView],
-        encoder: Callable[[Collector], bytes],
+        write_family: Callable[[Metric], bytes],
         gzip_ok: bool,
     ) -> None:
         try:
             with self._render_lock:
-                job.result = self._render(views, encoder, gzip_ok)
+                job.result = self._render(views, write_family, gzip_ok)
             self._store(job.key, variant, job.result)
         except BaseException as exc:  # handed to the waiters
             job.error = exc
@@ -223,7 +276,7 @@ class Exposition:
         self,
         views: Sequence[TargetView],
         variant: _Variant,
-        encoder: Callable[[Collector], bytes],
+        write_family: Callable[[Metric], bytes],
         gzip_ok: bool,
     ) -> _Part:
         """While a render runs late: its format's last bytes, else every target's cph_up 0."""
@@ -232,38 +285,31 @@ class Exposition:
         if last is not None:
             return last
         return self._render(
-            [dataclasses.replace(v, snapshot=EMPTY) for v in views], encoder, gzip_ok
+            [dataclasses.replace(v, snapshot=EMPTY) for v in views], write_family, gzip_ok
         )
 
     def _render(
-        self, views: Sequence[TargetView], encoder: Callable[[Collector], bytes], gzip_ok: bool
+        self, views: Sequence[TargetView], write_family: Callable[[Metric], bytes], gzip_ok: bool
     ) -> _Part:
-        """The snapshot part's families, rendered (and compressed) one family at a time.
+        """The snapshot part's families, written and compressed one family at a time.
 
         At 10,000 servers the text is over 50 MB: built whole, its lines, their join and
         its encoding would all be in memory at once. Family by family, only one family's
-        text is, and with gzip (what Prometheus asks for) the whole text never is.
+        text is, and the whole text never is. A render for a gzip client compresses better
+        (the bytes go out on every scrape); one for an identity client faster.
         """
-        compressor = (
-            zlib.compressobj(SNAPSHOT_GZIP_LEVEL, zlib.DEFLATED, _RAW_DEFLATE) if gzip_ok else None
-        )
-        chunks: list[bytes] = [GZIP_HEADER] if compressor else []
+        level = SNAPSHOT_GZIP_LEVEL if gzip_ok else HELD_GZIP_LEVEL
+        compressor = zlib.compressobj(level, zlib.DEFLATED, _RAW_DEFLATE)
+        chunks: list[bytes] = [GZIP_HEADER]
         crc = size = 0
         for collector in self._snapshot_collectors(views):
             for family in collector.collect():
-                text = encoder(_OneFamily(family))
-                if text.endswith(_EOF):  # OpenMetrics allows one EOF marker, at the very end
-                    text = text[: -len(_EOF)]
-                if compressor is None:
-                    chunks.append(text)
-                    continue
+                text = write_family(family)
                 crc, size = zlib.crc32(text, crc), size + len(text)
                 chunks.append(compressor.compress(text))
-        if compressor is None:
-            return _Part(b"".join(chunks))
         # A full flush, not a finish: no final block, so the live part's deflate follows.
         chunks.append(compressor.flush(zlib.Z_FULL_FLUSH))
-        return _Part(b"".join(chunks), crc, size & 0xFFFFFFFF)
+        return _Part(b"".join(chunks), crc, size)
 
     def _store(self, key: _Key, variant: _Variant, data: _Part) -> None:
         with self._lock:

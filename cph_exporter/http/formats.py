@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector
+
+from cph_exporter.http.text_writer import openmetrics_writer, text_writer
 
 
 @dataclass(frozen=True)
@@ -15,16 +18,25 @@ class Format:
     """One exposition format this exporter writes."""
 
     content_type: str
-    encoder: Callable[[Collector], bytes]
+    encoder: Callable[[Collector], bytes]  # a whole registry, as prometheus_client writes it
+    # One family of the snapshot part, the same bytes as `encoder` writes for it (without
+    # OpenMetrics' EOF marker), written directly where it can be.
+    write_family: Callable[[Metric], bytes]
 
 
-TEXT = Format("text/plain; version=0.0.4; charset=utf-8", generate_latest)
+TEXT = Format(
+    "text/plain; version=0.0.4; charset=utf-8", generate_latest, text_writer(generate_latest)
+)
 OPENMETRICS = Format(
-    "application/openmetrics-text; version=1.0.0; charset=utf-8", generate_openmetrics
+    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+    generate_openmetrics,
+    openmetrics_writer(generate_openmetrics),
 )
 # The same text: 1.0.0 changed nothing a gauge-only exporter writes.
 OPENMETRICS_0_0_1 = Format(
-    "application/openmetrics-text; version=0.0.1; charset=utf-8", generate_openmetrics
+    "application/openmetrics-text; version=0.0.1; charset=utf-8",
+    generate_openmetrics,
+    OPENMETRICS.write_family,
 )
 
 

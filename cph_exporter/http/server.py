@@ -8,6 +8,7 @@ import math
 import socket
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from cph_exporter.http.base_server import WebConfigHTTPServer, WebConfigRequestHandler
@@ -129,7 +130,7 @@ class ExporterHandler(WebConfigRequestHandler):
         headers = {}
         if body.content_encoding is not None:
             headers["Content-Encoding"] = body.content_encoding
-        self._send(200, body.parts, body.content_type, headers)
+        self._send(200, body.parts, body.content_type, headers, length=body.length)
 
     def _landing(self) -> None:
         path = html.escape(self.context.telemetry_path)
@@ -146,14 +147,18 @@ class ExporterHandler(WebConfigRequestHandler):
     def _send(
         self,
         code: int,
-        body: bytes | tuple[bytes, ...],
+        body: bytes | Iterable[bytes],
         content_type: str,
         headers: dict[str, str] | None = None,
+        length: int | None = None,  # of `body`'s parts, when they are made while sent
     ) -> None:
         parts = (body,) if isinstance(body, bytes) else body  # sent in turn: no joined copy
+        if length is None:
+            parts = tuple(parts)
+            length = sum(len(part) for part in parts)
         self.send_response(code)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(sum(len(part) for part in parts)))
+        self.send_header("Content-Length", str(length))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import operator
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample, Timestamp
 
 from cph_exporter.cph.models import Server
 from cph_exporter.refresh.snapshot import ServerRecord, Snapshot
@@ -47,6 +49,53 @@ def label_value(value: str) -> str:
     return encoded[:keep].decode("utf-8", "ignore") + _CUT
 
 
+class RowGauge(GaugeMetricFamily):
+    """A gauge family that keeps each series as its label values and value, as added.
+
+    prometheus_client's families build a Sample, with a dict of its labels, per series: at
+    10,000 servers that is most of a render's time and memory. This one keeps the label
+    values (in the order of `labelnames`) and the values in two lists, which the exposition
+    writer reads; `samples` builds the Samples, a new list on every read, for
+    prometheus_client's encoders and anything else that wants them.
+    """
+
+    def __init__(self, name: str, documentation: str, labels: Sequence[str] = ()) -> None:
+        self.label_values: list[Sequence[str]] = []
+        self.values: list[float] = []
+        super().__init__(name, documentation, labels=labels)
+        self.labelnames: tuple[str, ...] = self._labelnames
+
+    @property
+    def samples(self) -> list[Sample]:
+        names, name = self.labelnames, self.name
+        return [
+            Sample(name, dict(zip(names, labels, strict=True)), value, None)
+            for labels, value in zip(self.label_values, self.values, strict=True)
+        ]
+
+    @samples.setter
+    def samples(self, samples: list[Sample]) -> None:
+        if samples:  # Metric.__init__ sets the empty list; series come from add_metric
+            raise TypeError("add a RowGauge's series with add_metric")
+
+    def add_metric(
+        self, labels: Sequence[str], value: float, timestamp: Timestamp | float | None = None
+    ) -> None:
+        if timestamp is not None:
+            raise ValueError("a RowGauge keeps no timestamps")
+        # As many values as names: `samples` and the exposition writer check it.
+        self.label_values.append(labels)
+        self.values.append(value)
+
+    def add_metrics(self, labels: Iterable[Sequence[str]], values: Iterable[float]) -> None:
+        """Many series at once: `labels` and `values` pair up in order."""
+        self.label_values.extend(labels)
+        self.values.extend(values)
+
+    def add_sample(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("add a RowGauge's series with add_metric")
+
+
 def add_finite(family: GaugeMetricFamily, labels: Sequence[str], value: float) -> None:
     # NaN never gets here (parsing drops it), but finite inputs can overflow once scaled
     # (1e308 GB): an infinite size is no more true than an unknown one.
@@ -54,17 +103,19 @@ def add_finite(family: GaugeMetricFamily, labels: Sequence[str], value: float) -
         family.add_metric(labels, value)
 
 
-def server_gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc + CACHED_NOTE, labels=IDENTITY + labels)
+def server_gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> RowGauge:
+    return RowGauge(name, doc + CACHED_NOTE, labels=IDENTITY + labels)
 
 
-@dataclass(frozen=True, slots=True)
-class ExportedServer:
+class ExportedServer(NamedTuple):
     """A server as exported: its target, its record and its identity label values."""
 
     view: TargetView
     record: ServerRecord
     identity: tuple[str, ...]
+
+
+_IDENTITY_OF = operator.attrgetter(*IDENTITY)
 
 
 def exported_servers(views: Sequence[TargetView]) -> list[ExportedServer]:
@@ -73,7 +124,11 @@ def exported_servers(views: Sequence[TargetView]) -> list[ExportedServer]:
     exported = []
     for view in views:
         for record in view.snapshot.servers:
-            identity = tuple(label_value(getattr(record.server, name)) for name in IDENTITY)
+            identity: tuple[str, ...] = _IDENTITY_OF(record.server)
+            # Only a value longer than a quarter of the limit may need cutting, and then the
+            # sum of the lengths is too: the common case checks one number.
+            if sum(map(len, identity)) > MAX_LABEL_VALUE_BYTES // 4:
+                identity = tuple(map(label_value, identity))
             if identity[0] in seen:
                 continue
             seen.add(identity[0])
@@ -83,9 +138,9 @@ def exported_servers(views: Sequence[TargetView]) -> list[ExportedServer]:
 
 def target_gauge(
     name: str, doc: str, views: Sequence[TargetView], healthy: Callable[[Snapshot], bool]
-) -> GaugeMetricFamily:
+) -> RowGauge:
     """A 0/1 gauge per target, labelled by region and project_id (cph_up and its kin)."""
-    family = GaugeMetricFamily(name, doc, labels=("region", "project_id"))
+    family = RowGauge(name, doc, labels=("region", "project_id"))
     for view in views:
         family.add_metric((view.region, view.project_id), 1.0 if healthy(view.snapshot) else 0.0)
     return family
@@ -96,7 +151,7 @@ def per_server(
     doc: str,
     servers: Sequence[ExportedServer],
     value: Callable[[Server], float | None],
-) -> GaugeMetricFamily:
+) -> RowGauge:
     """One series per server, for a value the server may not have."""
     family = server_gauge(name, doc)
     for item in servers:

@@ -5,10 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
 from cph_exporter.cph.events import EncodeServer
-from cph_exporter.metrics.common import CACHED_NOTE, ViewsCollector, label_value, target_gauge
+from cph_exporter.metrics.common import (
+    CACHED_NOTE,
+    RowGauge,
+    ViewsCollector,
+    label_value,
+    target_gauge,
+)
 from cph_exporter.refresh.targets import TargetView
 
 # The states of cph_encode_server_state, in the order exposed.
@@ -26,7 +32,7 @@ class EncodeServerCollector(ViewsCollector):
             lambda snapshot: snapshot.watched.encode_servers_up,
         )
         encoders = _encode_servers(views)
-        status = GaugeMetricFamily(
+        status = RowGauge(
             "cph_encode_server_status",
             "Raw status code of the encode server." + CACHED_NOTE,
             labels=LABELS,
@@ -35,7 +41,7 @@ class EncodeServerCollector(ViewsCollector):
             if encoder.status is not None:
                 status.add_metric(labels, encoder.status)
         yield status
-        state = GaugeMetricFamily(
+        state = RowGauge(
             "cph_encode_server_state",
             "1 for the encode server's current state, 0 for each other state." + CACHED_NOTE,
             labels=(*LABELS, "state"),

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
 from cph_exporter.cph.models import Phone, phone_state
 from cph_exporter.metrics.common import (
     CACHED_NOTE,
     IDENTITY,
+    RowGauge,
     ViewsCollector,
     exported_servers,
     label_value,
@@ -34,6 +35,7 @@ PHONE_STATE_NAMES: tuple[str, ...] = (
     "stop_failed",
     "unknown",
 )
+_NO_PHONES = (0,) * len(PHONE_STATE_NAMES)
 
 
 class PhoneCollector(ViewsCollector):
@@ -55,21 +57,25 @@ class PhoneCollector(ViewsCollector):
         ]
         phones_of = _phones_by_server(views)
 
-        counts = GaugeMetricFamily(
+        counts = RowGauge(
             "cph_server_phones",
             "Cloud phones on the server in each phone state." + CACHED_NOTE,
             labels=(*IDENTITY, "state"),
         )
         for item in servers:
             phones = phones_of.get(item.record.server.server_id, ())
-            tally = Counter(phone_state(phone.status) for phone in phones)
-            for name in PHONE_STATE_NAMES:
-                counts.add_metric([*item.identity, name], tally[name])
+            identity = item.identity
+            if phones:
+                tally = Counter(phone_state(phone.status) for phone in phones)
+                tallies: Iterable[int] = [tally.get(name, 0) for name in PHONE_STATE_NAMES]
+            else:
+                tallies = _NO_PHONES
+            counts.add_metrics([(*identity, name) for name in PHONE_STATE_NAMES], tallies)
         yield counts
         if not self._per_phone:
             return
 
-        state = GaugeMetricFamily(
+        state = RowGauge(
             "cph_phone_state",
             "1 for the cloud phone's current state, 0 for each other state." + CACHED_NOTE,
             labels=(*IDENTITY, "phone_id", "phone_name", "state"),
@@ -83,7 +89,7 @@ class PhoneCollector(ViewsCollector):
                     state.add_metric([*item.identity, *names, name], value)
         yield state
 
-        info = GaugeMetricFamily(
+        info = RowGauge(
             "cph_phone_info",
             "Static facts about the cloud phone, value 1." + CACHED_NOTE,
             labels=(*IDENTITY, "phone_id", "phone_name", *_INFO_LABELS),

@@ -6,13 +6,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
 from cph_exporter.cph.events import ScheduledEvent
 from cph_exporter.metrics.common import (
     CACHED_NOTE,
     IDENTITY,
     ExportedServer,
+    RowGauge,
     ViewsCollector,
     add_finite,
     exported_servers,
@@ -57,7 +58,7 @@ class ScheduledEventCollector(ViewsCollector):
             lambda snapshot: snapshot.watched.scheduled_events_up,
         )
         events = self._events(views)
-        info = GaugeMetricFamily(
+        info = RowGauge(
             "cph_server_scheduled_event_info",
             "A scheduled maintenance event of the server, value 1; final ones for 24 h after "
             "their finish_time." + CACHED_NOTE,
@@ -68,7 +69,7 @@ class ScheduledEventCollector(ViewsCollector):
             info.add_metric([*item.identity, event_id, *facts, label_value(event.state)], 1.0)
         yield info
         for field, doc in _TIMES:
-            family = GaugeMetricFamily(
+            family = RowGauge(
                 f"cph_server_scheduled_event_{field}_timestamp_seconds",
                 doc + CACHED_NOTE,
                 labels=(*IDENTITY, "event_id"),

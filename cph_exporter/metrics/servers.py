@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
 from cph_exporter.cph.models import server_state
 from cph_exporter.metrics.common import (
     INFO_LABELS,
     ExportedServer,
+    RowGauge,
     ViewsCollector,
     add_finite,
     exported_servers,
@@ -35,6 +36,11 @@ STATE_NAMES: tuple[str, ...] = (
     "starting",
     "unknown",
 )
+# cph_server_state's values for each current state, in the order of STATE_NAMES.
+_STATE_VALUES = {
+    current: tuple(1.0 if name == current else 0.0 for name in STATE_NAMES)
+    for current in STATE_NAMES
+}
 
 
 class ServerCollector(ViewsCollector):
@@ -66,9 +72,11 @@ class ServerCollector(ViewsCollector):
             ("state",),
         )
         for item in servers:
-            current = server_state(item.record.server.status)
-            for name in STATE_NAMES:
-                state.add_metric([*item.identity, name], 1.0 if name == current else 0.0)
+            identity = item.identity
+            state.add_metrics(
+                [(*identity, name) for name in STATE_NAMES],
+                _STATE_VALUES[server_state(item.record.server.status)],
+            )
         yield state
 
         info = server_gauge(
@@ -104,7 +112,7 @@ class ServerCollector(ViewsCollector):
         )
 
     @staticmethod
-    def _bandwidths(servers: list[ExportedServer]) -> GaugeMetricFamily:
+    def _bandwidths(servers: list[ExportedServer]) -> RowGauge:
         bandwidth = server_gauge(
             "cph_server_bandwidth_size_bytes_per_second",
             "Size of a bandwidth of the server (API: band_width_size Mbit/s).",
@@ -132,7 +140,7 @@ class ServerCollector(ViewsCollector):
         return bandwidth
 
     @staticmethod
-    def _volumes(servers: list[ExportedServer]) -> GaugeMetricFamily:
+    def _volumes(servers: list[ExportedServer]) -> RowGauge:
         volume = server_gauge(
             "cph_server_volume_size_bytes",
             "Size of a volume of the server (API: volume_size GB, meaning GiB).",
