@@ -194,13 +194,7 @@ class CphClient:
             count = answer.get("count")
             if type(count) is int and offset >= count and len(result.entries) >= count:
                 return result
-        log.warning(
-            "%s stopped at the page cap of %d pages; entries may be missing",
-            operation,
-            self._max_pages,
-        )
-        result.truncated = True
-        return result
+        return _cut_short(result, operation, f"stopped at the page cap of {self._max_pages} pages")
 
     def list_scheduled_events(
         self, deadline: float | None = None, server_id: str | None = None
@@ -224,21 +218,12 @@ class CphClient:
             if not isinstance(next_marker, str) or not next_marker:
                 return result
             if next_marker in markers or next_marker == marker:
-                log.warning(
-                    "%s named a page marker it had named before; entries may be missing",
-                    LIST_SCHEDULED_EVENTS,
-                )
-                result.truncated = True
-                return result
+                why = "named a page marker it had named before"
+                return _cut_short(result, LIST_SCHEDULED_EVENTS, why)
             markers.add(next_marker)
             marker = next_marker
-        log.warning(
-            "%s stopped at the page cap of %d pages; entries may be missing",
-            LIST_SCHEDULED_EVENTS,
-            self._max_pages,
-        )
-        result.truncated = True
-        return result
+        cap = f"stopped at the page cap of {self._max_pages} pages"
+        return _cut_short(result, LIST_SCHEDULED_EVENTS, cap)
 
     def list_encode_servers(
         self, deadline: float | None = None, server_id: str | None = None
@@ -394,6 +379,13 @@ class CphClient:
     def _observe(self, operation: str, code: str, started: float) -> None:
         if self._metrics is not None:
             self._metrics.observe(operation, code, time.monotonic() - started)
+
+
+def _cut_short(result: ServerList, operation: str, why: str) -> ServerList:
+    """The listing as far as it went, marked as possibly incomplete, with one warning."""
+    log.warning("%s %s; entries may be missing", operation, why)
+    result.truncated = True
+    return result
 
 
 def _add_unique(
