@@ -38,6 +38,7 @@ from cph_exporter.simulator import (
 )
 from tests.helpers.net import free_port
 from tests.helpers.processes import start, stop, tail, wait_for
+from tests.helpers.prometheus import start_prometheus
 
 REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS = shutil.which("prometheus")
@@ -202,16 +203,7 @@ def prometheus(
         },
         "scrape_configs": [{"job_name": "cph", "static_configs": [{"targets": [exporter]}]}],
     }
-    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-    url = f"http://127.0.0.1:{free_port()}"
-    args = [
-        str(PROMETHEUS),
-        f"--config.file={workdir / 'prometheus.yml'}",
-        f"--storage.tsdb.path={workdir / 'data'}",
-        f"--web.listen-address={url.removeprefix('http://')}",
-        "--rules.alert.resend-delay=1s",
-    ]
-    proc = start(args, workdir / "prometheus.log", f"{url}/-/ready")
+    proc, url = start_prometheus(str(PROMETHEUS), workdir, config, "--rules.alert.resend-delay=1s")
     try:
         yield url
     finally:

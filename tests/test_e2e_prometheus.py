@@ -28,7 +28,7 @@ import yaml
 from tests.helpers.deploy import dockerfile_instructions
 from tests.helpers.net import free_port
 from tests.helpers.processes import start, stop, wait_for
-from tests.helpers.prometheus import GRAFANA_VARS, api, grafana_query
+from tests.helpers.prometheus import GRAFANA_VARS, api, grafana_query, start_prometheus
 from tests.helpers.rules import (
     CLOUD_EYE_METRIC,
     CONTRACT,
@@ -127,15 +127,7 @@ def prometheus(exporter: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
             }
         ],
     }
-    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-    url = f"http://127.0.0.1:{free_port()}"
-    args = [
-        str(PROMETHEUS),
-        f"--config.file={workdir / 'prometheus.yml'}",
-        f"--storage.tsdb.path={workdir / 'data'}",
-        f"--web.listen-address={url.removeprefix('http://')}",
-    ]
-    proc = start(args, workdir / "prometheus.log", f"{url}/-/ready")
+    proc, url = start_prometheus(str(PROMETHEUS), workdir, config)
     try:
         yield url
     finally:

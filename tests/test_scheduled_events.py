@@ -185,15 +185,20 @@ def client_of(url: str, **kwargs: Any) -> CphClient:
     return CphClient(url, SIMULATOR_PROJECT_ID, auth, **kwargs)
 
 
-def test_marker_paging_lists_every_event_once() -> None:
-    servers = generate_fleet(40)
-    events = generate_scheduled_events(servers, NOW, count=250)
-    with CphSimulator(
+def events_simulator(servers: list[dict[str, Any]], events: list[dict[str, Any]]) -> CphSimulator:
+    """A simulator of these servers, serving these scheduled events."""
+    return CphSimulator(
         servers,
         {SIMULATOR_ACCESS_KEY: SIMULATOR_SECRET_KEY},
         SIMULATOR_PROJECT_ID,
         scheduled_events=events,
-    ) as simulator:
+    )
+
+
+def test_marker_paging_lists_every_event_once() -> None:
+    servers = generate_fleet(40)
+    events = generate_scheduled_events(servers, NOW, count=250)
+    with events_simulator(servers, events) as simulator:
         client = client_of(simulator.url)
         listed = client.list_scheduled_events()
         assert simulator.calls["ListScheduledEvents"] == 3  # 100 + 100 + 50, no empty page
@@ -243,12 +248,7 @@ def test_a_repeating_marker_ends_the_listing(repeating: str) -> None:
 def test_the_page_cap_ends_a_marker_listing() -> None:
     servers = generate_fleet(10)
     events = generate_scheduled_events(servers, NOW, count=350)
-    with CphSimulator(
-        servers,
-        {SIMULATOR_ACCESS_KEY: SIMULATOR_SECRET_KEY},
-        SIMULATOR_PROJECT_ID,
-        scheduled_events=events,
-    ) as simulator:
+    with events_simulator(servers, events) as simulator:
         client = client_of(simulator.url, max_pages=2)
         listed = client.list_scheduled_events()
         client.close()

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import re
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import requests
+import yaml
+
+from tests.helpers.net import free_port
+from tests.helpers.processes import start
 
 GRAFANA_VARS = {"__rate_interval": "1m", "__interval": "15s", "__range": "5m", "__range_s": "300"}
 
@@ -24,3 +30,19 @@ def grafana_query(query: str) -> tuple[str, str | None]:
         return f"group by ({match.group(2)}) ({match.group(1)})", match.group(2)
     match = re.fullmatch(r"query_result\((.*)\)", query.strip())
     return (match.group(1) if match else query), None
+
+
+def start_prometheus(
+    binary: str, workdir: Path, config: dict[str, Any], *flags: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A real Prometheus on a free loopback port with `config`, once it is ready: (process, URL)."""
+    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+    url = f"http://127.0.0.1:{free_port()}"
+    args = [
+        binary,
+        f"--config.file={workdir / 'prometheus.yml'}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address={url.removeprefix('http://')}",
+        *flags,
+    ]
+    return start(args, workdir / "prometheus.log", f"{url}/-/ready"), url
