@@ -85,8 +85,6 @@ PHONE_STATES = {0: "creating", 1: "creating", 2: "running", 3: "resetting", 4: "
 PHONE_STATES |= {6: "frozen", 7: "stopping", 8: "stopped", -5: "reset_failed"}
 PHONE_STATES |= {-6: "restart_failed", -7: "abnormal", -8: "create_failed", -9: "stop_failed"}
 PHONE_STATE_NAMES = {*PHONE_STATES.values(), "unknown"}
-# The dashboards' target and project variables, set to "All".
-GRAFANA_VARS |= {"job": ".*", "instance": ".*", "region": ".*", "project_id": ".*"}
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,9 @@ import yaml
 from tests.helpers.net import free_port
 from tests.helpers.processes import start
 
+# Grafana's built-in variables, and the dashboards' target and project variables set to "All".
 GRAFANA_VARS = {"__rate_interval": "1m", "__interval": "15s", "__range": "5m", "__range_s": "300"}
+GRAFANA_VARS |= {"job": ".*", "instance": ".*", "region": ".*", "project_id": ".*"}
 
 
 def api(prometheus: str, path: str, **params: Any) -> Any:
