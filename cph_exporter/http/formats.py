@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from prometheus_client.core import Metric
@@ -21,7 +21,7 @@ class Format:
     encoder: Callable[[Collector], bytes]  # a whole registry, as prometheus_client writes it
     # One family of the snapshot part, the same bytes as `encoder` writes for it (without
     # OpenMetrics' EOF marker), written directly where it can be.
-    write_family: Callable[[Metric], bytes]
+    write_family: Callable[[Metric], Iterable[bytes]]
 
 
 TEXT = Format(

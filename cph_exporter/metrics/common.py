@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -96,6 +96,58 @@ class RowGauge(GaugeMetricFamily):
         raise TypeError("add a RowGauge's series with add_metric")
 
 
+class StateGauge(GaugeMetricFamily):
+    """A gauge family of state-set shape: per server, one series for each of `states`, the
+    state label after the others.
+
+    Kept as each server's label values and its tuple of values (one per state), not as a
+    row per series: cph_server_state and cph_server_phones are most of the series at fleet
+    scale, and each server's labels are then written once for all its states. `samples`
+    builds the Samples, server by server and state by state, for everything else.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labels: Sequence[str],
+        state_label: str,
+        states: Sequence[str],
+    ) -> None:
+        self.label_values: list[Sequence[str]] = []  # per server, without the state label
+        self.state_values: list[tuple[float, ...]] = []  # per server, one per state
+        self.states = tuple(states)
+        self.state_label = state_label
+        super().__init__(name, documentation, labels=(*labels, state_label))
+        self.labelnames: tuple[str, ...] = self._labelnames
+
+    @property
+    def samples(self) -> list[Sample]:
+        names, name, states = self.labelnames, self.name, self.states
+        return [
+            Sample(name, dict(zip(names, (*labels, state), strict=True)), value, None)
+            for labels, values in zip(self.label_values, self.state_values, strict=True)
+            for state, value in zip(states, values, strict=True)
+        ]
+
+    @samples.setter
+    def samples(self, samples: list[Sample]) -> None:
+        if samples:
+            raise TypeError("add a StateGauge's series with add_states")
+
+    def add_states(self, labels: Sequence[str], values: Iterable[float]) -> None:
+        """One server's series: its label values, and a value for each state in order."""
+        self.label_values.append(labels)
+        # The same tuple object for many servers (every normal server's) is written once.
+        self.state_values.append(values if type(values) is tuple else tuple(values))
+
+    def add_metric(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("add a StateGauge's series with add_states")
+
+    def add_sample(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("add a StateGauge's series with add_states")
+
+
 def add_finite(family: GaugeMetricFamily, labels: Sequence[str], value: float) -> None:
     # NaN never gets here (parsing drops it), but finite inputs can overflow once scaled
     # (1e308 GB): an infinite size is no more true than an unknown one.
@@ -118,10 +170,28 @@ class ExportedServer(NamedTuple):
 _IDENTITY_OF = operator.attrgetter(*IDENTITY)
 
 
-def exported_servers(views: Sequence[TargetView]) -> list[ExportedServer]:
-    """Every server of every target once, identity labels cut to their limit."""
+def exported_servers(views: Sequence[TargetView]) -> Sequence[ExportedServer]:
+    """Every server of every target once, identity labels cut to their limit.
+
+    Every collector of a render asks for the same views: the last answer is kept (with the
+    views it is for, so that their ids stay theirs) and given again for the very same views.
+    """
+    global _last_exported
+    key = tuple(map(id, views))
+    last = _last_exported
+    if last is not None and last[0] == key:
+        return last[2]
+    exported = tuple(_exported_servers(views))
+    _last_exported = (key, tuple(views), exported)
+    return exported
+
+
+_last_exported: tuple[tuple[int, ...], tuple[TargetView, ...], tuple[ExportedServer, ...]] | None
+_last_exported = None
+
+
+def _exported_servers(views: Sequence[TargetView]) -> Iterator[ExportedServer]:
     seen: set[str] = set()  # ids cut to the same label would make duplicate series
-    exported = []
     for view in views:
         for record in view.snapshot.servers:
             identity: tuple[str, ...] = _IDENTITY_OF(record.server)
@@ -132,8 +202,7 @@ def exported_servers(views: Sequence[TargetView]) -> list[ExportedServer]:
             if identity[0] in seen:
                 continue
             seen.add(identity[0])
-            exported.append(ExportedServer(view, record, identity))
-    return exported
+            yield ExportedServer(view, record, identity)
 
 
 def target_gauge(
@@ -152,12 +221,11 @@ def per_server(
     servers: Sequence[ExportedServer],
     value: Callable[[Server], float | None],
 ) -> RowGauge:
-    """One series per server, for a value the server may not have."""
+    """One series per server, for a finite value the server may not have (see add_finite)."""
     family = server_gauge(name, doc)
-    for item in servers:
-        number = value(item.record.server)
-        if number is not None:
-            add_finite(family, item.identity, number)
+    numbers = [(item.identity, value(item.record.server)) for item in servers]
+    kept = [(labels, n) for labels, n in numbers if n is not None and math.isfinite(n)]
+    family.add_metrics([labels for labels, _ in kept], [n for _, n in kept])
     return family
 
 

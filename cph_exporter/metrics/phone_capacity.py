@@ -30,7 +30,7 @@ class PhoneCapacityCollector(ViewsCollector):
             }
             for view in views
         }
-        for item in exported_servers(views):
+        for item in exported_servers(views) if any(capacities.values()) else ():
             phones = capacities[id(item.view)].get(item.record.server.phone_model_name)
             if phones is not None:
                 capacity.add_metric(item.identity, phones)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client.core import Metric
 
@@ -12,6 +12,7 @@ from cph_exporter.metrics.common import (
     CACHED_NOTE,
     IDENTITY,
     RowGauge,
+    StateGauge,
     ViewsCollector,
     exported_servers,
     label_value,
@@ -57,20 +58,20 @@ class PhoneCollector(ViewsCollector):
         ]
         phones_of = _phones_by_server(views)
 
-        counts = RowGauge(
+        counts = StateGauge(
             "cph_server_phones",
             "Cloud phones on the server in each phone state." + CACHED_NOTE,
-            labels=(*IDENTITY, "state"),
+            IDENTITY,
+            "state",
+            PHONE_STATE_NAMES,
         )
         for item in servers:
             phones = phones_of.get(item.record.server.server_id, ())
-            identity = item.identity
             if phones:
                 tally = Counter(phone_state(phone.status) for phone in phones)
-                tallies: Iterable[int] = [tally.get(name, 0) for name in PHONE_STATE_NAMES]
+                counts.add_states(item.identity, [tally.get(name, 0) for name in PHONE_STATE_NAMES])
             else:
-                tallies = _NO_PHONES
-            counts.add_metrics([(*identity, name) for name in PHONE_STATE_NAMES], tallies)
+                counts.add_states(item.identity, _NO_PHONES)
         yield counts
         if not self._per_phone:
             return

@@ -84,6 +84,8 @@ class ScheduledEventCollector(ViewsCollector):
         self, views: Sequence[TargetView]
     ) -> list[tuple[ExportedServer, str, ScheduledEvent]]:
         """The events shown, each with its exported server and its event_id label."""
+        if not any(view.snapshot.watched.scheduled_events for view in views):
+            return []
         now = self._clock()
         servers = {
             (id(item.view), item.record.server.server_id): item for item in exported_servers(views)

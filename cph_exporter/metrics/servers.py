@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import operator
+from collections.abc import Iterator, Sequence
 
 from prometheus_client.core import Metric
 
 from cph_exporter.cph.models import server_state
 from cph_exporter.metrics.common import (
+    CACHED_NOTE,
+    IDENTITY,
     INFO_LABELS,
+    MAX_LABEL_VALUE_BYTES,
     ExportedServer,
     RowGauge,
+    StateGauge,
     ViewsCollector,
     add_finite,
     exported_servers,
@@ -42,6 +47,8 @@ _STATE_VALUES = {
     for current in STATE_NAMES
 }
 
+_INFO_OF = operator.attrgetter(*INFO_LABELS)
+
 
 class ServerCollector(ViewsCollector):
     """cph_up and every cph_server_* family, built anew from the snapshots on each collect.
@@ -66,17 +73,15 @@ class ServerCollector(ViewsCollector):
             lambda server: server.status,
         )
 
-        state = server_gauge(
+        state = StateGauge(
             "cph_server_state",
-            "1 for the server's current state, 0 for each other state.",
-            ("state",),
+            "1 for the server's current state, 0 for each other state." + CACHED_NOTE,
+            IDENTITY,
+            "state",
+            STATE_NAMES,
         )
         for item in servers:
-            identity = item.identity
-            state.add_metrics(
-                [(*identity, name) for name in STATE_NAMES],
-                _STATE_VALUES[server_state(item.record.server.status)],
-            )
+            state.add_states(item.identity, _STATE_VALUES[server_state(item.record.server.status)])
         yield state
 
         info = server_gauge(
@@ -85,8 +90,10 @@ class ServerCollector(ViewsCollector):
             (*INFO_LABELS, "region", "project_id"),
         )
         for item in servers:
-            facts = [label_value(getattr(item.record.server, name)) for name in INFO_LABELS]
-            info.add_metric([*item.identity, *facts, item.view.region, item.view.project_id], 1.0)
+            facts: tuple[str, ...] = _INFO_OF(item.record.server)
+            if sum(map(len, facts)) > MAX_LABEL_VALUE_BYTES // 4:  # as in exported_servers
+                facts = tuple(map(label_value, facts))
+            info.add_metric((*item.identity, *facts, item.view.region, item.view.project_id), 1.0)
         yield info
 
         yield self._bandwidths(servers)
@@ -112,7 +119,7 @@ class ServerCollector(ViewsCollector):
         )
 
     @staticmethod
-    def _bandwidths(servers: list[ExportedServer]) -> RowGauge:
+    def _bandwidths(servers: Sequence[ExportedServer]) -> RowGauge:
         bandwidth = server_gauge(
             "cph_server_bandwidth_size_bytes_per_second",
             "Size of a bandwidth of the server (API: band_width_size Mbit/s).",
@@ -140,7 +147,7 @@ class ServerCollector(ViewsCollector):
         return bandwidth
 
     @staticmethod
-    def _volumes(servers: list[ExportedServer]) -> RowGauge:
+    def _volumes(servers: Sequence[ExportedServer]) -> RowGauge:
         volume = server_gauge(
             "cph_server_volume_size_bytes",
             "Size of a volume of the server (API: volume_size GB, meaning GiB).",

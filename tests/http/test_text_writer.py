@@ -15,7 +15,8 @@ from prometheus_client.registry import Collector
 
 from cph_exporter.cph.models import ParseError, parse_details, parse_server
 from cph_exporter.http.formats import OPENMETRICS, TEXT
-from cph_exporter.metrics.common import RowGauge
+from cph_exporter.http.text_writer import ROWS_PER_PIECE
+from cph_exporter.metrics.common import RowGauge, StateGauge
 from cph_exporter.metrics.servers import ServerCollector
 from cph_exporter.refresh.snapshot import ServerRecord, Snapshot
 from cph_exporter.refresh.targets import TargetView
@@ -38,7 +39,7 @@ def library(family: Metric) -> tuple[bytes, bytes]:
 
 
 def written(family: Metric) -> tuple[bytes, bytes]:
-    return TEXT.write_family(family), OPENMETRICS.write_family(family)
+    return b"".join(TEXT.write_family(family)), b"".join(OPENMETRICS.write_family(family))
 
 
 # Valid label values: any character but a lone surrogate (the parser has turned those into
@@ -81,6 +82,54 @@ def test_any_row_gauge_is_written_as_prometheus_client_writes_it(family: RowGaug
     assert written(family) == library(family)
 
 
+@st.composite
+def state_gauges(draw: st.DrawFn) -> StateGauge:
+    names = draw(LABEL_NAMES)
+    state_label = draw(st.sampled_from(["state", "zz_state", "a_state"]))
+    names = [name for name in names if name != state_label]
+    states = draw(st.lists(LABEL_VALUE, min_size=1, max_size=4))
+    family = StateGauge("cph_test_states", draw(HELP), names, state_label, states)
+    for labels in draw(st.lists(st.lists(LABEL_VALUE, min_size=len(names), max_size=len(names)))):
+        family.add_states(labels, draw(st.lists(VALUE, min_size=len(states), max_size=len(states))))
+    return family
+
+
+@settings(max_examples=300, deadline=None)
+@given(state_gauges())
+def test_any_state_gauge_is_written_as_prometheus_client_writes_it(family: StateGauge) -> None:
+    assert written(family) == library(family)
+
+
+def test_a_state_gauge_written_in_pieces_is_one_text() -> None:
+    family = StateGauge("cph_test", "doc", ("server_id", "server_name"), "state", ("a", "b", "c"))
+    for n in range(3 * ROWS_PER_PIECE):  # several pieces, escaping needed in some only
+        name = 'odd"name' if n % 5000 == 0 else f"server-{n}"
+        family.add_states((f"id-{n}", name), (0, 1, n))
+    pieces = list(TEXT.write_family(family))
+    assert len(pieces) > 3
+    assert b"".join(pieces) == library(family)[0]
+
+
+def test_a_state_gauge_tells_negative_zero_from_zero() -> None:
+    family = StateGauge("cph_test", "doc", ("a",), "state", ("x", "y"))
+    family.add_states(("v",), (0.0, 2))
+    family.add_states(("w",), (-0.0, 2))
+    text = written(family)[0]
+    assert text == library(family)[0]
+    assert text.endswith(b'cph_test{a="w",state="x"} -0.0\ncph_test{a="w",state="y"} 2.0\n')
+
+
+def test_a_row_gauge_written_in_pieces_is_one_text() -> None:
+    family = RowGauge("cph_test", "doc", labels=("b", "a"))
+    for n in range(2 * ROWS_PER_PIECE + 7):
+        family.add_metric(
+            [f"b{n}", "new\nline" if n == ROWS_PER_PIECE + 3 else "a"], -0.0 if n == 9 else n
+        )
+    pieces = list(OPENMETRICS.write_family(family))
+    assert len(pieces) == 4  # HELP and TYPE, then three pieces of series
+    assert b"".join(pieces) == library(family)[1]
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(SERVER, st.booleans()), max_size=6), st.booleans())
 def test_any_snapshot_is_written_as_prometheus_client_writes_it(
@@ -96,7 +145,7 @@ def test_any_snapshot_is_written_as_prometheus_client_writes_it(
     snapshot = Snapshot(tuple(records), up, 1.0, 0.1, 1.0, 1.0, generation=1)
     views = (TargetView('re"gion\\', "pro\nject", snapshot),)
     for family in ServerCollector(lambda: views).collect():
-        assert isinstance(family, RowGauge)
+        assert isinstance(family, (RowGauge, StateGauge))
         assert written(family) == library(family), family.name
 
 
@@ -129,7 +178,7 @@ def test_a_row_of_the_wrong_width_fails_loudly(labels: list[str]) -> None:
     family.add_metric(["x", "y"], 1)
     family.add_metric(labels, 1)
     with pytest.raises(ValueError):
-        TEXT.write_family(family)
+        b"".join(TEXT.write_family(family))
 
 
 def test_row_gauge_samples_are_the_library_gauge_samples() -> None:
