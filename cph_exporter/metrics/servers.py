@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Iterator, Sequence
 
@@ -17,7 +18,6 @@ from cph_exporter.metrics.common import (
     RowGauge,
     StateGauge,
     ViewsCollector,
-    add_finite,
     exported_servers,
     label_value,
     per_server,
@@ -125,25 +125,29 @@ class ServerCollector(ViewsCollector):
             "Size of a bandwidth of the server (API: band_width_size Mbit/s).",
             ("bandwidth_id", "bandwidth_name", "charge_mode", "share_type"),
         )
+        # Sizes are dropped as add_finite drops them: a finite size can overflow once scaled.
+        rows, values = [], []
         for item in servers:
             if item.record.details is None:
                 continue
             seen: set[str] = set()  # a repeated id would make a duplicate series
             for bw in item.record.details.bandwidths:
                 bandwidth_id = label_value(bw.bandwidth_id)
-                if bw.size_mbit_per_second is None or bandwidth_id in seen:
+                size = bw.size_mbit_per_second
+                if (
+                    size is None
+                    or bandwidth_id in seen
+                    or not math.isfinite(size := size * MBIT_PER_SECOND)
+                ):
                     continue
                 seen.add(bandwidth_id)
                 charge_mode = CHARGE_MODES.get(bw.charge_mode, "unknown")  # type: ignore[arg-type]
                 share_type = SHARE_TYPES.get(bw.share_type, "unknown")  # type: ignore[arg-type]
-                labels = [
-                    *item.identity,
-                    bandwidth_id,
-                    label_value(bw.name),
-                    charge_mode,
-                    share_type,
-                ]
-                add_finite(bandwidth, labels, bw.size_mbit_per_second * MBIT_PER_SECOND)
+                rows.append(
+                    (*item.identity, bandwidth_id, label_value(bw.name), charge_mode, share_type)
+                )
+                values.append(size)
+        bandwidth.add_metrics(rows, values)
         return bandwidth
 
     @staticmethod
@@ -153,20 +157,20 @@ class ServerCollector(ViewsCollector):
             "Size of a volume of the server (API: volume_size GB, meaning GiB).",
             ("volume_id", "volume_name", "volume_type"),
         )
+        rows, values = [], []
         for item in servers:
             if item.record.details is None:
                 continue
             seen: set[str] = set()
             for vol in item.record.details.volumes:
                 volume_id = label_value(vol.volume_id)
-                if vol.size_gb is None or volume_id in seen:
+                size = vol.size_gb
+                if size is None or volume_id in seen or not math.isfinite(size := size * GIB):
                     continue
                 seen.add(volume_id)
-                labels = [
-                    *item.identity,
-                    volume_id,
-                    label_value(vol.name),
-                    label_value(vol.volume_type),
-                ]
-                add_finite(volume, labels, vol.size_gb * GIB)
+                rows.append(
+                    (*item.identity, volume_id, label_value(vol.name), label_value(vol.volume_type))
+                )
+                values.append(size)
+        volume.add_metrics(rows, values)
         return volume
