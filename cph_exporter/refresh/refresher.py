@@ -265,10 +265,11 @@ class Refresher:
         new: dict[str, StoredDetails] = {}
         for server_id, server in sorted(servers.items()):
             answer = fetched.get(server_id)
-            details = self._cached_details(server)
             if isinstance(answer, _Fetched) and answer.details is not None:
-                details = answer.details
-                new[server_id] = self._remember(server, details)
+                details: ServerDetails | None = answer.details
+                new[server_id] = self._remember(server, answer.details)
+            else:  # the cache only for those not fetched: a cold refresh looks nothing up
+                details = self._cached_details(server)
             records.append(ServerRecord(server, details))
         if self._store is not None:
             self._store.save(new, servers.keys())
