@@ -59,6 +59,9 @@ def _shutdown(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked recv, which close() would not
 
 
+_COMPACT_AT = 1024  # heap entries before the finished ones are dropped
+
+
 class _Watchdog:
     """One daemon thread firing the watches whose deadline has passed."""
 
@@ -67,14 +70,25 @@ class _Watchdog:
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._compact_at = _COMPACT_AT
 
     def add(self, watch: Watch) -> None:
         with self._cond:
-            heapq.heappush(self._heap, (watch.deadline, next(self._seq), watch))
+            heap = self._heap
+            if len(heap) >= self._compact_at:
+                # Finished watches stay until the watchdog reaches their deadline; drop them
+                # here now and then, so that the heap holds about the exchanges under way.
+                heap[:] = [entry for entry in heap if not entry[2].done]
+                heapq.heapify(heap)
+                self._compact_at = max(_COMPACT_AT, 2 * len(heap))
+            heapq.heappush(heap, (watch.deadline, next(self._seq), watch))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="cph-deadline", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            # The watchdog sleeps until the earliest deadline: only a new earliest one needs
+            # it awake. Waking it for every exchange would cost a thread switch per call.
+            if heap[0][2] is watch:
+                self._cond.notify()
 
     def _run(self) -> None:
         with self._cond:

@@ -70,6 +70,8 @@ class ServerDetails:
 
 def clean_text(value: object) -> str:
     """A label-safe string: absent is "", lone surrogates (from \\ud800 escapes) become U+FFFD."""
+    if type(value) is str and value.isascii():  # nearly every value: no copy to check
+        return value
     if value is None:
         return ""
     if isinstance(value, bool):

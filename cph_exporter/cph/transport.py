@@ -10,6 +10,8 @@ highly compressed answer can grow the process.
 
 from __future__ import annotations
 
+import functools
+import http.client
 import os
 import socket
 import ssl
@@ -46,10 +48,13 @@ class ExchangeError(Exception):
         self.deadline = deadline  # the exchange's deadline passed
 
 
+Headers = Mapping[str, str] | http.client.HTTPMessage  # urllib3's or http.client's, any case
+
+
 @dataclass(frozen=True)
 class Answer:
     status: int
-    headers: Mapping[str, str]
+    headers: Headers
     body: bytes
 
 
@@ -94,11 +99,10 @@ def configure_session(
 
 
 class Sender:
-    """One session's way to its API, prepared once: the connection pool its adapter keeps for
-    the API's host (TLS settings and proxy as the adapter chose them), and the session's
-    headers. `session.get` would merge settings, walk the environment, look the proxy and
-    the pool up, fill a cookie jar and dispatch hooks again on every call; none of that
-    changes between the calls of one client."""
+    """One session's way to its API, prepared once: its adapter's pool for the API's host (TLS
+    and proxy as the adapter chose them) and the session's headers. `session.get` would merge
+    settings, walk the environment, find proxy and pool, fill a cookie jar and dispatch
+    hooks on every call; none of that changes between the calls of one client."""
 
     def __init__(self, session: requests.Session, base_url: str) -> None:
         self._session = session
@@ -131,12 +135,15 @@ class Sender:
         """GET `url` (already quoted; `path` is its path and query) with these headers besides
         the session's; bounded as `exchange` is."""
         pool = self._pool or self._connection_pool()
+        merged = {**self._headers, **headers}
+        if pool.proxy is None:
+            return _direct(pool, url, path, merged, timeout, max_bytes)
 
         def send(connect: float) -> BaseHTTPResponse:
             return pool.urlopen(
                 "GET",
                 url if self._absolute else path,
-                headers={**self._headers, **headers},
+                headers=merged,
                 redirect=False,
                 assert_same_host=False,
                 preload_content=False,
@@ -146,6 +153,76 @@ class Sender:
             )
 
         return _bounded(url, timeout, max_bytes, send)
+
+
+def _direct(
+    pool: HTTPConnectionPool,
+    url: str,
+    path: str,
+    headers: Mapping[str, str],
+    timeout: float,
+    max_bytes: int,
+) -> Answer:
+    """One GET on a connection of `pool` (no proxy between) written and read with http.client,
+    as urllib3 does below urlopen; the pool still opens (TLS as the adapter set it), checks
+    and reuses them. urlopen's layers (Retry and Timeout objects, URL parsing, the answer
+    wrapped again, its headers copied) cost as much CPU as the rest of the exchange, and do
+    nothing for a GET without retries, redirects or decoding."""
+    if timeout <= 0:
+        raise ExchangeError("no time left before the deadline", deadline=True)
+    watch = Watch(time.monotonic() + timeout)
+    watching(watch)
+    conn: Any = None
+    complete = False
+    try:
+        try:
+            conn = pool._get_conn()  # a dropped kept-alive connection is closed there
+            response = _request(conn, path, headers, min(CONNECT_TIMEOUT, timeout), timeout, watch)
+        except (http.client.HTTPException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ExchangeError(
+                f"request to {_host_port(url)} failed: {describe(exc, timeout, watch.expired)}",
+                deadline=watch.expired,
+            ) from None
+        if 300 <= (status := response.status) < 400:
+            raise _redirect(status, response.msg.get("Location", ""))
+
+        def read(size: int) -> bytes:
+            chunk = response.read(size)
+            if not chunk and response.length:  # closed before Content-Length said
+                raise http.client.IncompleteRead(b"", response.length)
+            return chunk
+
+        body = _read_body(status, response.msg, read, max_bytes, watch, url, timeout)
+        complete = True
+        return Answer(status, response.msg, body)
+    finally:
+        if conn is not None:
+            if not complete:
+                conn.close()  # an answer cut short: its connection is not reused
+            pool._put_conn(conn)  # read to its end, it is kept alive; closed, it reconnects
+        watching(None)
+        watch.finish()
+
+
+def _request(
+    conn: Any, path: str, headers: Mapping[str, str], connect: float, read: float, watch: Watch
+) -> http.client.HTTPResponse:
+    if conn.sock is None:
+        conn.timeout = connect
+        conn.connect()  # its socket joins the watch as it is made, before any TLS handshake
+    else:
+        watch.attach(conn.sock)  # a kept-alive connection, reused
+    if conn.sock.gettimeout() != read:
+        conn.sock.settimeout(read)
+    # As urllib3 writes it. http.client's putheader refuses what would split the head.
+    names = {name.lower() for name in headers}
+    base = http.client.HTTPConnection
+    skip = {"skip_host": "host" in names, "skip_accept_encoding": "accept-encoding" in names}
+    base.putrequest(conn, "GET", path, **skip)
+    for name, value in headers.items():
+        base.putheader(conn, name, value)
+    base.endheaders(conn)
+    return base.getresponse(conn)
 
 
 def exchange(
@@ -193,14 +270,11 @@ def _bounded(
         complete = False
         try:
             if 300 <= response.status < 400:
-                location = response.headers.get("Location", "")
-                where = urlsplit(location).hostname or "(no Location)"
-                raise ExchangeError(
-                    f"HTTP {response.status} redirect to {where} refused "
-                    "(the API does not redirect; nothing was sent there)",
-                    status=response.status,
-                )
-            body = _read_body(response, max_bytes, watch, url, timeout)
+                raise _redirect(response.status, response.headers.get("Location", ""))
+
+            read = functools.partial(response.read, decode_content=False)
+            status = response.status
+            body = _read_body(status, response.headers, read, max_bytes, watch, url, timeout)
             complete = True
             return Answer(response.status, response.headers, body)
         finally:
@@ -213,15 +287,33 @@ def _bounded(
         watch.finish()
 
 
+def _redirect(status: int, location: str) -> ExchangeError:
+    where = urlsplit(location).hostname or "(no Location)"
+    return ExchangeError(
+        f"HTTP {status} redirect to {where} refused "
+        "(the API does not redirect; nothing was sent there)",
+        status=status,
+    )
+
+
 def _read_body(
-    response: BaseHTTPResponse, max_bytes: int, watch: Watch, url: str, timeout: float
+    status: int,
+    headers: Headers,
+    read: Callable[[int], bytes],
+    max_bytes: int,
+    watch: Watch,
+    url: str,
+    timeout: float,
 ) -> bytes:
-    status = response.status
-    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    """The body, `read` a raw piece at a time (at most the size asked for, empty at its end)."""
+    encoding = headers.get("Content-Encoding", "").strip().lower()
+    known = None
     if encoding in ("", "identity"):
-        length = response.headers.get("Content-Length", "")
-        if length.isdigit() and int(length) > max_bytes:
-            raise _too_large(status, max_bytes, f" (Content-Length {length})")
+        length = headers.get("Content-Length", "")
+        if length.isdigit():
+            known = int(length)
+            if known > max_bytes:
+                raise _too_large(status, max_bytes, f" (Content-Length {length})")
         decoder = None
     elif encoding in ("gzip", "x-gzip", "deflate"):
         decoder = _Inflater()
@@ -231,8 +323,17 @@ def _read_body(
     buffer = bytearray()
     size = 0
     try:
-        for chunk in _raw_chunks(response):
-            if watch.expired:
+        if known is not None:
+            # Its length known and within the cap: read whole, in one call and without a
+            # copy, unless it comes short (then on, piece by piece, to the cap as below).
+            body = read(known or 1)  # even an empty body is read: that ends the answer
+            if len(body) == known and not watch.expired:
+                return body
+            buffer += body
+            size = len(body)
+        while not watch.expired:
+            chunk = read(_CHUNK)
+            if not chunk:
                 break
             pieces = [chunk] if decoder is None else decoder.feed(chunk, max_bytes - size + 1)
             for piece in pieces:
@@ -240,7 +341,7 @@ def _read_body(
                 if size > max_bytes:
                     raise _too_large(status, max_bytes, "")
                 buffer += piece
-    except (urllib3.exceptions.HTTPError, OSError, zlib.error) as exc:
+    except (http.client.HTTPException, urllib3.exceptions.HTTPError, OSError, zlib.error) as exc:
         if not watch.expired:
             raise ExchangeError(
                 f"HTTP {status}, reading the answer from {_host_port(url)} failed: "
@@ -254,14 +355,6 @@ def _read_body(
             deadline=True,
         )
     return bytes(buffer)
-
-
-def _raw_chunks(response: BaseHTTPResponse) -> Iterator[bytes]:
-    while True:
-        chunk = response.read(_CHUNK, decode_content=False)
-        if not chunk:
-            return
-        yield chunk
 
 
 class _Inflater:
@@ -349,6 +442,9 @@ def describe(exc: BaseException, timeout: float, expired: bool) -> str:
     for cause in causes:
         if isinstance(cause, ssl.SSLError):
             return f"TLS: {cause.reason or 'handshake failed'}"
-        if isinstance(cause, urllib3.exceptions.ProtocolError | ConnectionError):
+        # urllib3 wraps http.client's errors in ProtocolError; the direct path meets them bare.
+        if isinstance(
+            cause, urllib3.exceptions.ProtocolError | http.client.HTTPException | ConnectionError
+        ):
             return "connection closed without a complete answer"
     return type(exc).__name__

@@ -32,6 +32,8 @@ def _fragments(secrets: tuple[str, ...]) -> frozenset[str]:
 def scrub(text: str, secrets: Iterable[str]) -> str:
     """Blank every secret in text, and every piece of FRAGMENT or more characters of one;
     the last line of defence before a log line, a label or an error."""
+    if not text:  # most fields of a good answer: absent
+        return text
     ordered = tuple(sorted({s for s in secrets if s}, key=lambda s: (-len(s), s)))
     for secret in ordered:
         text = text.replace(secret, REDACTED)
