@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -30,6 +33,15 @@ _EXPIRES_FORMATS = ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ")
 # a None entry overrides the environment's proxy (requests drops None values after merging),
 # which types-requests does not model, hence the cast.
 _NO_PROXY = cast("dict[str, str]", {"http": None, "https": None})
+# An answer is a token or a small JSON document: anything longer is not the metadata service.
+MAX_ANSWER_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status_code: int
+    headers: Mapping[str, str]
+    text: str
 
 
 def utcnow() -> datetime:
@@ -50,7 +62,7 @@ def parse_expires_at(text: str) -> datetime:
     return parsed.astimezone(timezone.utc)
 
 
-def _status(resp: requests.Response) -> str:
+def _status(resp: _Answer) -> str:
     """HTTP status for an error; a redirect (never followed) names where it pointed."""
     if 300 <= resp.status_code < 400:
         where = urlsplit(resp.headers.get("Location", "")).hostname or "(no Location)"
@@ -81,6 +93,7 @@ class MetadataCredentials:
         clock: Callable[[], datetime] = utcnow,
         refresh_margin: timedelta = timedelta(minutes=5),
         timeout: float = 3.0,
+        answer_timeout: float = 10.0,
         token_ttl: timedelta = timedelta(hours=6),
         retry_interval: timedelta = timedelta(seconds=30),
     ) -> None:
@@ -91,7 +104,8 @@ class MetadataCredentials:
         self._session = session
         self._clock = clock
         self._margin = refresh_margin
-        self._timeout = timeout
+        self._timeout = timeout  # each socket operation
+        self._answer_timeout = answer_timeout  # a whole exchange, in wall-clock time
         self._token_ttl = token_ttl
         self._retry_interval = retry_interval
         self._lock = threading.Lock()
@@ -144,22 +158,45 @@ class MetadataCredentials:
             )
             return creds
 
-    def _request(self, method: str, path: str, headers: dict[str, str]) -> requests.Response:
+    def _request(self, method: str, path: str, headers: dict[str, str]) -> _Answer:
         url = self._base + path
+        deadline = time.monotonic() + self._answer_timeout
         try:
-            return self._session.request(
+            with self._session.request(
                 method,
                 url,
                 headers=headers,
                 timeout=self._timeout,
                 allow_redirects=False,
                 proxies=_NO_PROXY,
-            )
+                stream=True,
+            ) as resp:
+                body = self._read(resp, f"{method} {url}", deadline)
         except requests.RequestException as exc:
             # Not on an ECS (or no route to the service): nothing here, not a broken source.
             raise CredentialsNotFound(
                 f"{self.describe()}: {method} {url} failed ({type(exc).__name__})"
             ) from None
+        return _Answer(resp.status_code, resp.headers, body.decode("utf-8", "replace"))
+
+    def _read(self, resp: requests.Response, what: str, deadline: float) -> bytes:
+        """The decoded body, at most MAX_ANSWER_BYTES and within the exchange's deadline.
+
+        Read a byte at a time (from the socket's buffer, a few kB per system call), so that
+        an answer dripping a byte at a time is stopped at its deadline, not held by it.
+        """
+        body = bytearray()
+        for piece in resp.iter_content(chunk_size=1):
+            body += piece
+            if len(body) > MAX_ANSWER_BYTES:
+                raise CredentialError(
+                    f"{self.describe()}: {what} answered more than {MAX_ANSWER_BYTES} bytes"
+                )
+            if time.monotonic() > deadline:
+                raise CredentialError(
+                    f"{self.describe()}: {what} took longer than {self._answer_timeout:g} s"
+                )
+        return bytes(body)
 
     def _metadata_token(self, force: bool = False) -> str | None:
         """A session token for the metadata service, or None where it wants none."""
@@ -183,7 +220,7 @@ class MetadataCredentials:
         self._token_expires_at = now + self._token_ttl - timedelta(minutes=1)
         return self._token
 
-    def _get_securitykey(self, token: str | None) -> requests.Response:
+    def _get_securitykey(self, token: str | None) -> _Answer:
         headers = {METADATA_TOKEN_HEADER: token} if token else {}
         return self._request("GET", METADATA_SECURITYKEY_PATH, headers)
 
@@ -198,7 +235,7 @@ class MetadataCredentials:
             hint = " (no agency is attached to this server)" if _NO_AGENCY_TEXT in resp.text else ""
             raise CredentialError(f"{where} answered {_status(resp)}{hint}")
         try:
-            document = resp.json()
+            document = json.loads(resp.text)
         except ValueError:
             raise CredentialError(f"{where} answered something that is not JSON") from None
         if not isinstance(document, dict):

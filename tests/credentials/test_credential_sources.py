@@ -24,7 +24,11 @@ from cph_exporter.cph.iam import (
 )
 from cph_exporter.cph.signing import SignatureError, verify_request
 from cph_exporter.credentials.chain import ChainCredentials, default_chain
-from cph_exporter.credentials.metadata import MetadataCredentials, parse_expires_at
+from cph_exporter.credentials.metadata import (
+    MAX_ANSWER_BYTES,
+    MetadataCredentials,
+    parse_expires_at,
+)
 from cph_exporter.credentials.providers import (
     CredentialError,
     CredentialsNotFound,
@@ -355,6 +359,23 @@ def test_metadata_token_failure_other_than_404_is_an_error(metadata: StandIn) ->
     raises_clean(
         CredentialError, MetadataCredentials(metadata.url, clock=FakeClock()).get, "HTTP 500"
     )
+
+
+def test_a_metadata_answer_over_its_size_limit_is_refused(metadata: StandIn) -> None:
+    credential = {"access": "TMPAK1", "secret": meta_secret(1), "securitytoken": meta_token(1)}
+    padding = "x" * MAX_ANSWER_BYTES
+    metadata.state.key_body = json.dumps({"credential": credential, "pad": padding}).encode()
+    provider = MetadataCredentials(metadata.url, clock=FakeClock())
+    raises_clean(CredentialError, provider.get, f"more than {MAX_ANSWER_BYTES} bytes")
+    metadata.state.key_body = None  # the limit is per answer: a normal one is read again
+    assert provider.get().access_key == "TMPAK1"
+
+
+def test_a_dripping_metadata_answer_is_cut_at_its_deadline(metadata: StandIn) -> None:
+    metadata.state.drip = 0.05  # a ~150-byte answer would take over 7 s
+    provider = MetadataCredentials(metadata.url, clock=FakeClock(), answer_timeout=0.3)
+    raises_clean(CredentialError, provider.get, "took longer than 0.3 s")
+    assert metadata.state.fetches == 1  # one exchange, abandoned, not retried into the drip
 
 
 def test_metadata_is_cached_and_refreshed_before_expiry(metadata: StandIn) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -21,6 +22,7 @@ class MetadataState:
     token_mode: str = "token"  # "token": PUT issues tokens; "404"/"405": PUT answers that
     key_status: int | None = None  # force this status on GET securitykey
     key_body: bytes | None = None  # force this body on GET securitykey
+    drip: float | None = None  # when set, the keys' body goes out a byte per this many seconds
     expires_at: str = "2030-01-01T13:00:00.000000Z"
     tokens: set[str] = field(default_factory=set)
     issued: int = 0
@@ -99,7 +101,23 @@ class MetadataHandler(BaseHTTPRequestHandler):
                     "expires_at": st.expires_at,
                 }
             body = {"credential": credential}
-        self._send(200, json.dumps(body).encode())
+        if st.drip is None:
+            self._send(200, json.dumps(body).encode())
+            return
+        self._drip(json.dumps(body).encode(), st.drip)
+
+    def _drip(self, body: bytes, interval: float) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            for byte in body:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(interval)
+        except OSError:
+            pass  # the client gave up: what the drip is for
 
 
 @dataclass
