@@ -23,6 +23,7 @@ class RawServer:
         self.replies = replies
         self.connections = 0
         self.heads: list[bytes] = []
+        self.hung_up = threading.Semaphore(0)  # released each time it closes a connection
         self._sock = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
         threading.Thread(target=self._accept, daemon=True).start()
@@ -37,20 +38,26 @@ class RawServer:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            buffer = b""
-            while self.replies:
-                while b"\r\n\r\n" not in buffer:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buffer += data
-                head, _, buffer = buffer.partition(b"\r\n\r\n")
-                self.heads.append(head)
-                data, close = self.replies.pop(0)
-                conn.sendall(data)
-                if close:
+        try:
+            self._answer(conn)
+        finally:
+            conn.close()
+            self.hung_up.release()
+
+    def _answer(self, conn: socket.socket) -> None:
+        buffer = b""
+        while self.replies:
+            while b"\r\n\r\n" not in buffer:
+                data = conn.recv(65536)
+                if not data:
                     return
+                buffer += data
+            head, _, buffer = buffer.partition(b"\r\n\r\n")
+            self.heads.append(head)
+            data, close = self.replies.pop(0)
+            conn.sendall(data)
+            if close:
+                return
 
     def close(self) -> None:
         self._sock.close()
@@ -112,5 +119,8 @@ def test_a_connection_the_server_closed_is_not_reused(
 ) -> None:
     lean, url = start(servers, [reply(OK, close=True), reply(OK)])
     assert get(lean, url) == OK
+    # Once the server has closed it: before, the pool's check cannot see the close, and the
+    # second request would race it (the client's retry policy covers that race).
+    assert servers[0].hung_up.acquire(timeout=30)
     assert get(lean, url) == OK
     assert servers[0].connections == 2
