@@ -10,6 +10,7 @@ highly compressed answer can grow the process.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.client
 import os
@@ -164,44 +165,35 @@ def _direct(
     max_bytes: int,
 ) -> Answer:
     """One GET on a connection of `pool` (no proxy between) written and read with http.client,
-    as urllib3 does below urlopen; the pool still opens (TLS as the adapter set it), checks
-    and reuses them. urlopen's layers (Retry and Timeout objects, URL parsing, the answer
-    wrapped again, its headers copied) cost as much CPU as the rest of the exchange, and do
-    nothing for a GET without retries, redirects or decoding."""
-    if timeout <= 0:
-        raise ExchangeError("no time left before the deadline", deadline=True)
-    watch = Watch(time.monotonic() + timeout)
-    watching(watch)
+    as urllib3 does below urlopen, whose layers cost as much CPU as the rest of the exchange;
+    the pool still opens (TLS as the adapter set it), checks and reuses the connections."""
     conn: Any = None
     complete = False
-    try:
+    with _watched(timeout) as watch:
         try:
-            conn = pool._get_conn()  # a dropped kept-alive connection is closed there
-            response = _request(conn, path, headers, min(CONNECT_TIMEOUT, timeout), timeout, watch)
-        except (http.client.HTTPException, urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ExchangeError(
-                f"request to {_host_port(url)} failed: {describe(exc, timeout, watch.expired)}",
-                deadline=watch.expired,
-            ) from None
-        if 300 <= (status := response.status) < 400:
-            raise _redirect(status, response.msg.get("Location", ""))
+            try:
+                conn = pool._get_conn()  # a dropped kept-alive connection is closed there
+                connect = min(CONNECT_TIMEOUT, timeout)
+                response = _request(conn, path, headers, connect, timeout, watch)
+            except (http.client.HTTPException, urllib3.exceptions.HTTPError, OSError) as exc:
+                raise _failed(url, exc, timeout, watch) from None
+            if 300 <= (status := response.status) < 400:
+                raise _redirect(status, response.msg.get("Location", ""))
 
-        def read(size: int) -> bytes:
-            chunk = response.read(size)
-            if not chunk and response.length:  # closed before Content-Length said
-                raise http.client.IncompleteRead(b"", response.length)
-            return chunk
+            def read(size: int) -> bytes:
+                chunk = response.read(size)
+                if not chunk and response.length:  # closed before Content-Length said
+                    raise http.client.IncompleteRead(b"", response.length)
+                return chunk
 
-        body = _read_body(status, response.msg, read, max_bytes, watch, url, timeout)
-        complete = True
-        return Answer(status, response.msg, body)
-    finally:
-        if conn is not None:
-            if not complete:
-                conn.close()  # an answer cut short: its connection is not reused
-            pool._put_conn(conn)  # read to its end, it is kept alive; closed, it reconnects
-        watching(None)
-        watch.finish()
+            body = _read_body(status, response.msg, read, max_bytes, watch, url, timeout)
+            complete = True
+            return Answer(status, response.msg, body)
+        finally:
+            if conn is not None:
+                if not complete:
+                    conn.close()  # an answer cut short: its connection is not reused
+                pool._put_conn(conn)  # read to its end, kept alive; closed, it reconnects
 
 
 def _request(
@@ -255,18 +247,11 @@ def exchange(
 def _bounded(
     url: str, timeout: float, max_bytes: int, send: Callable[[float], BaseHTTPResponse]
 ) -> Answer:
-    if timeout <= 0:
-        raise ExchangeError("no time left before the deadline", deadline=True)
-    watch = Watch(time.monotonic() + timeout)
-    watching(watch)
-    try:
+    with _watched(timeout) as watch:
         try:
             response = send(min(CONNECT_TIMEOUT, timeout))
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ExchangeError(
-                f"request to {_host_port(url)} failed: {describe(exc, timeout, watch.expired)}",
-                deadline=watch.expired,
-            ) from None
+            raise _failed(url, exc, timeout, watch) from None
         complete = False
         try:
             if 300 <= response.status < 400:
@@ -282,18 +267,32 @@ def _bounded(
                 response.release_conn()  # read to its end: the connection is kept alive
             else:
                 response.close()  # an answer cut short: its connection is not reused
+
+
+@contextlib.contextmanager
+def _watched(timeout: float) -> Iterator[Watch]:
+    """The exchange's deadline, `timeout` from now: every socket it makes or reuses meanwhile
+    joins the watch, which shuts them down when the deadline passes."""
+    if timeout <= 0:
+        raise ExchangeError("no time left before the deadline", deadline=True)
+    watch = Watch(time.monotonic() + timeout)
+    watching(watch)
+    try:
+        yield watch
     finally:
         watching(None)
         watch.finish()
 
 
+def _failed(url: str, exc: BaseException, timeout: float, watch: Watch) -> ExchangeError:
+    why = describe(exc, timeout, watch.expired)
+    return ExchangeError(f"request to {_host_port(url)} failed: {why}", deadline=watch.expired)
+
+
 def _redirect(status: int, location: str) -> ExchangeError:
     where = urlsplit(location).hostname or "(no Location)"
-    return ExchangeError(
-        f"HTTP {status} redirect to {where} refused "
-        "(the API does not redirect; nothing was sent there)",
-        status=status,
-    )
+    why = "(the API does not redirect; nothing was sent there)"
+    return ExchangeError(f"HTTP {status} redirect to {where} refused {why}", status=status)
 
 
 def _read_body(

@@ -39,6 +39,7 @@ _EOF = b"# EOF\n"
 # sample's name differently from its HELP line's).
 _PLAIN_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _ZERO = "0.0\n"
+_COMMON_TEXTS = {0.0: _ZERO, 1.0: "1.0\n"}  # the values of every state set
 _NEGATIVE_ZERO = array.array("d", [-0.0]).tobytes()
 # Series written, checked for escaping and encoded at a time: at 10,000 servers a family holds
 # over 100,000 series, and its whole text, held as str and as bytes at once, would be tens of MB.
@@ -126,7 +127,7 @@ def _series(family: RowGauge, template: _Template) -> Iterator[str] | None:
 def _pieces(
     rows: Sequence[Sequence[str]], values: Sequence[float], template: _Template
 ) -> Iterator[str]:
-    known: dict[float, str] = {0.0: _ZERO, 1.0: "1.0\n"}
+    known = dict(_COMMON_TEXTS)
     head, in_order = template.head, template.labels_in_order
     for start in range(0, len(values), ROWS_PER_PIECE):
         texts = format_values(values[start : start + ROWS_PER_PIECE], known)
@@ -178,7 +179,7 @@ def _state_series(family: StateGauge) -> Iterator[str] | None:
 
 def _state_pieces(family: StateGauge, template: _Template) -> Iterator[str]:
     names = [escape_label_value(state) + '"} ' for state in family.states]
-    known: dict[float, str] = {0.0: _ZERO, 1.0: "1.0\n"}
+    known = dict(_COMMON_TEXTS)
 
     def rests(values: tuple[float, ...]) -> list[str]:
         # The texts to join a server's labels with: "" first, then each state's rest.
